@@ -1,0 +1,1 @@
+"""Shared configuration, instruments, clocks and enums used by every process."""

@@ -1,0 +1,1 @@
+"""Market-data feed handlers: per-venue subscribe messages, pure parsers, book sync; writes market-data rings. Never places orders."""

@@ -1,0 +1,1 @@
+"""Order management: state machine, client order ids, per-venue gateways and reconciliation. Never decides what to trade."""

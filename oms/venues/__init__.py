@@ -1,0 +1,1 @@
+"""Per-venue order gateways: signing, encoding, decoding of acks and execution reports."""

@@ -1,0 +1,488 @@
+"""Single-producer single-consumer ring over named shared memory (Aeron vocabulary).
+
+Layout: a 64-byte header (magic, version, capacity, record size, mode, producer pid,
+creation time), the producer's line (`tail_position`, spill counters), the
+consumer's line (`head_position`, lost records, journal position), a per-slot
+sequence array, then `capacity` fixed-size record slots.
+
+Positions are published with one aligned 8-byte store through a memoryview cast
+to 'q' (never `struct.pack_into`, which is not atomic in CPython). Market-data
+rings are lossy (the producer never waits; a lapped reader detects it by the
+slot sequence and counts what it lost); event rings are lossless (the producer
+spins, then spills to an append-only journal file and never drops an event).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from ringbuf import shm as _shm
+from ringbuf.shm import ShmError
+
+MAGIC = b"HFTRING\x01"
+VERSION = 1
+MODE_LOSSY = 0
+MODE_LOSSLESS = 1
+
+_HDR = struct.Struct("<8sIIqqqI")  # magic, version, record_size, capacity, producer_pid, created_ns, mode
+HEADER_BYTES = 512
+# indices into the positions view ('q' over the first HEADER_BYTES)
+_TAIL = 128 // 8  # producer cache line (128-byte spaced against adjacent-line prefetch)
+_SPILLED = _TAIL + 1  # records written to the journal by the producer
+_HEAD = 256 // 8  # consumer cache line
+_LOST = _HEAD + 1  # records a lossy consumer lost to overruns or torn copies
+_JOURNAL_READ = _HEAD + 2  # journal records the consumer has consumed
+_CONSUMER_PID = _HEAD + 3
+
+
+class RingError(ShmError):
+    """The ring cannot be attached or used as asked."""
+
+
+def _align64(n: int) -> int:
+    return (n + 63) & ~63
+
+
+def segment_size(capacity: int, record_size: int) -> int:
+    return HEADER_BYTES + _align64(capacity * 8) + capacity * record_size
+
+
+class Ring:
+    """One SPSC ring. Create with `Ring.create`, attach with `Ring.attach`; one side each."""
+
+    def __init__(self, name: str, shm, create: bool = False) -> None:
+        self.name = name
+        self._shm = shm
+        buf = shm.buf
+        magic, version, rs, cap, ppid, created, mode = _HDR.unpack_from(buf, 0)
+        if magic != MAGIC:
+            shm.close()
+            raise RingError(f"segment {name!r} is not a ring of this system (bad magic {magic!r})")
+        if version != VERSION:
+            shm.close()
+            raise RingError(f"ring {name!r} has layout version {version}, this build reads {VERSION}; restart the producer")
+        if cap <= 0 or cap & (cap - 1) or len(buf) < segment_size(cap, rs):
+            shm.close()
+            raise RingError(f"ring {name!r} header is corrupt (capacity {cap}, record size {rs})")
+        self.record_size = rs
+        self.capacity = cap
+        self.mask = cap - 1
+        self.mode = mode
+        self.created_ns = created
+        self.buffer = buf
+        self._pos = buf[:HEADER_BYTES].cast("q")
+        seq_off = HEADER_BYTES
+        self.data_offset = HEADER_BYTES + _align64(cap * 8)
+        self._seqs = buf[seq_off : seq_off + cap * 8].cast("q")
+        self._data = buf[self.data_offset : self.data_offset + cap * rs]
+        # producer-local state
+        self._tail = self._pos[_TAIL]
+        self._head_cache = self._pos[_HEAD]
+        self._lossless = mode == MODE_LOSSLESS
+        # a producer that restarts while its journal is undrained must keep spilling (order)
+        self._spilling = self._pos[_SPILLED] != self._pos[_JOURNAL_READ]
+        self._journal_path: str | None = None
+        self._journal_fd = -1
+        self.spin_limit = 20_000
+        # consumer-local state
+        self._head = self._pos[_HEAD]
+        self._copy = bytearray(rs)
+        self.copy_buffer = memoryview(self._copy)
+        self.end_of_batch = False
+
+    # ---- life cycle ------------------------------------------------------
+    @classmethod
+    def create(cls, name: str, capacity: int, record_size: int, lossless: bool = False,
+               replace: bool = False) -> Ring:
+        if capacity <= 0 or capacity & (capacity - 1):
+            raise RingError(f"ring {name!r}: capacity must be a power of two, got {capacity}")
+        if record_size <= 0 or record_size % 64:
+            raise RingError(f"ring {name!r}: record size must be a multiple of 64, got {record_size}")
+        shm = _shm.create(name, segment_size(capacity, record_size), replace=replace)
+        shm.buf[:HEADER_BYTES] = bytes(HEADER_BYTES)
+        _HDR.pack_into(shm.buf, 0, MAGIC, VERSION, record_size, capacity, os.getpid(), time.time_ns(),
+                       MODE_LOSSLESS if lossless else MODE_LOSSY)
+        seqs = shm.buf[HEADER_BYTES : HEADER_BYTES + capacity * 8].cast("q")
+        for i in range(capacity):  # slot i holds nothing until sequence i is written
+            seqs[i] = -1
+        seqs.release()
+        return cls(name, shm, create=True)
+
+    @classmethod
+    def attach(cls, name: str, record_size: int | None = None, allow_stale: bool = True) -> Ring:
+        """Attach to an existing ring; `record_size` guards against a foreign layout.
+
+        With `allow_stale=False` a ring whose producer process is gone is refused.
+        """
+        shm = _shm.attach(name)
+        if len(shm.buf) < _HDR.size:
+            shm.close()
+            raise RingError(f"segment {name!r} is too small to be a ring")
+        ring = cls(name, shm)
+        if record_size is not None and ring.record_size != record_size:
+            rs = ring.record_size
+            ring.close()
+            raise RingError(f"ring {name!r} holds {rs}-byte records, expected {record_size}")
+        if not allow_stale:
+            pid = ring.producer_pid
+            if pid and not _shm.pid_alive(pid):
+                ring.close()
+                raise RingError(f"ring {name!r} is stale: its producer (pid {pid}) is gone; restart the producer")
+        return ring
+
+    def close(self) -> None:
+        if self._journal_fd >= 0:
+            os.close(self._journal_fd)
+            self._journal_fd = -1
+        for mv in ("_pos", "_seqs", "_data", "copy_buffer"):
+            v = getattr(self, mv, None)
+            if v is not None:
+                v.release()
+        self.buffer = None
+        try:
+            self._shm.close()
+        except BufferError:
+            pass  # a caller still holds a numpy view; the mapping goes with the process
+
+    def unlink(self) -> None:
+        _shm.unlink(self.name)
+
+    # ---- header ----------------------------------------------------------
+    @property
+    def producer_pid(self) -> int:
+        return _HDR.unpack_from(self._shm.buf, 0)[4]
+
+    def claim_producer(self, pid: int | None = None, journal_path: str | None = None) -> None:
+        """Become the producer: record our pid and resume at the published tail."""
+        pid = os.getpid() if pid is None else pid
+        struct.pack_into("<q", self._shm.buf, 24, pid)
+        self._tail = self._pos[_TAIL]
+        self._head_cache = self._pos[_HEAD]
+        self._journal_path = journal_path
+        self._spilling = self._pos[_SPILLED] != self._pos[_JOURNAL_READ]
+
+    def claim_consumer(self) -> None:
+        self._pos[_CONSUMER_PID] = os.getpid()
+        self._head = self._pos[_HEAD]
+
+    @property
+    def tail_position(self) -> int:
+        return self._pos[_TAIL]
+
+    @property
+    def head_position(self) -> int:
+        return self._pos[_HEAD]
+
+    @property
+    def lost(self) -> int:
+        return self._pos[_LOST]
+
+    @property
+    def spilled(self) -> int:
+        return self._pos[_SPILLED]
+
+    @property
+    def journal_read(self) -> int:
+        return self._pos[_JOURNAL_READ]
+
+    # ---- producer --------------------------------------------------------
+    def try_claim(self) -> int:
+        """Byte offset (into `self.buffer`) of the next slot, or -1 when a lossless ring is full.
+
+        Fill the slot (e.g. `STRUCT.pack_into(ring.buffer, off, ...)`) then `commit()`.
+        """
+        tail = self._tail
+        if self.mode == MODE_LOSSLESS and tail - self._head_cache >= self.capacity:
+            self._head_cache = self._pos[_HEAD]
+            if tail - self._head_cache >= self.capacity:
+                return -1
+        slot = tail & self.mask
+        self._seqs[slot] = -1  # mark in progress so a lapped reader cannot take a torn slot
+        return self.data_offset + slot * self.record_size
+
+    def commit(self) -> None:
+        tail = self._tail
+        self._seqs[tail & self.mask] = tail
+        tail += 1
+        self._tail = tail
+        self._pos[_TAIL] = tail
+
+    def write(self, packer: struct.Struct, *values) -> bool:
+        """Pack one record. Lossy: never waits. Lossless: spins, then spills to the journal."""
+        tail = self._tail
+        if self._lossless:
+            if self._spilling or tail - self._head_cache >= self.capacity:
+                return self._write_slow(packer.pack(*values))
+        slot = tail & self.mask
+        seqs = self._seqs
+        seqs[slot] = -1  # in progress: a lapped reader must not accept this slot
+        packer.pack_into(self.buffer, self.data_offset + slot * self.record_size, *values)
+        seqs[slot] = tail
+        tail += 1
+        self._tail = tail
+        self._pos[_TAIL] = tail
+        return True
+
+    def _write_slow(self, record: bytes) -> bool:
+        if self._spilling:
+            if self._pos[_SPILLED] != self._pos[_JOURNAL_READ]:
+                self._spill(record)  # keep order: stay on the journal until it is drained
+                return True
+            self._spilling = False
+        off = self.try_claim()
+        if off < 0:
+            off = self._wait_for_space()
+            if off < 0:
+                self._spilling = True
+                self._spill(record)
+                return True
+        self.buffer[off : off + self.record_size] = record
+        self.commit()
+        return True
+
+    def write_bytes(self, record: bytes | bytearray | memoryview) -> bool:
+        if self._lossless and (self._spilling or self._tail - self._head_cache >= self.capacity):
+            return self._write_slow(bytes(record))
+        off = self.try_claim()
+        self.buffer[off : off + self.record_size] = record
+        self.commit()
+        return True
+
+    def write_batch(self, records: np.ndarray) -> int:
+        """Copy a structured array of records in (at most two memcpys). Returns records written
+        to the ring; a full lossless ring spills the remainder to the journal."""
+        raw = np.ascontiguousarray(records).view(np.uint8).reshape(-1, self.record_size)
+        n = raw.shape[0]
+        done = 0
+        while done < n:
+            tail = self._tail
+            if self._lossless:
+                if self._spilling and self._pos[_SPILLED] != self._pos[_JOURNAL_READ]:
+                    break
+                self._spilling = False
+                free = self.capacity - (tail - self._pos[_HEAD])
+                if free <= 0:
+                    if self._wait_for_space() < 0:
+                        break
+                    continue
+            else:
+                free = self.capacity
+            slot = tail & self.mask
+            k = min(n - done, free, self.capacity - slot)
+            seqs = np.frombuffer(self._seqs, dtype=np.int64)
+            seqs[slot : slot + k] = -1
+            dst = np.frombuffer(self._data, dtype=np.uint8).reshape(self.capacity, self.record_size)
+            dst[slot : slot + k] = raw[done : done + k]
+            seqs[slot : slot + k] = np.arange(tail, tail + k, dtype=np.int64)
+            tail += k
+            self._tail = tail
+            self._pos[_TAIL] = tail
+            done += k
+        if done < n:
+            self._spilling = True
+            for i in range(done, n):
+                self._spill(raw[i].tobytes())
+        return done
+
+    def _wait_for_space(self) -> int:
+        for _ in range(self.spin_limit):
+            off = self.try_claim()
+            if off >= 0:
+                return off
+        return -1
+
+    def _spill(self, record: bytes) -> None:
+        if self._journal_fd < 0:
+            if self._journal_path is None:
+                self._journal_path = default_journal_path(self.name)
+            os.makedirs(os.path.dirname(self._journal_path) or ".", exist_ok=True)
+            self._journal_fd = os.open(self._journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # Position-addressed: record k of the journal lives at byte k * record_size.
+        spilled = self._pos[_SPILLED]
+        os.pwrite(self._journal_fd, record, spilled * self.record_size)
+        self._pos[_SPILLED] = spilled + 1
+
+    # ---- consumer --------------------------------------------------------
+    def poll(self) -> int:
+        """Next record without allocating: returns an offset into `self.buffer` (lossless) or
+        0 into `self.copy_buffer` (lossy, validated copy); -1 when nothing is new.
+
+        Lossless callers must call `release()` after handling the record.
+        """
+        h = self._head
+        t = self._pos[_TAIL]
+        if t <= h:
+            return -1
+        if self.mode == MODE_LOSSLESS:
+            return self.data_offset + (h & self.mask) * self.record_size
+        return self._poll_lossy(h, t)
+
+    def _poll_lossy(self, h: int, t: int) -> int:
+        cap = self.capacity
+        seqs = self._seqs
+        rs = self.record_size
+        while True:
+            if t - h > cap:
+                self._skip(h, t - cap)
+                h = t - cap
+            slot = h & self.mask
+            if seqs[slot] != h:
+                # The slot was committed for h (t > h), so a different value means a newer lap
+                # overwrote it or is writing it: we were lapped. Resume at the oldest live record.
+                t = self._pos[_TAIL]
+                new_h = max(h + 1, t - cap + 1)
+                self._skip(h, new_h)
+                h = new_h
+                if h >= t:
+                    return -1
+                continue
+            off = slot * rs
+            self._copy[:] = self._data[off : off + rs]
+            if seqs[slot] != h:  # torn: overwritten while we copied
+                self._skip(h, h + 1)
+                h += 1
+                t = self._pos[_TAIL]
+                if h >= t:
+                    return -1
+                continue
+            h += 1
+            self._head = h
+            self._pos[_HEAD] = h
+            self.end_of_batch = h >= t
+            return 0
+
+    def _skip(self, h: int, new_h: int) -> None:
+        self._pos[_LOST] += new_h - h
+        self._head = new_h
+        self._pos[_HEAD] = new_h
+
+    def release(self) -> None:
+        """Lossless: hand the slot returned by `poll()` back to the producer."""
+        h = self._head + 1
+        self._head = h
+        self._pos[_HEAD] = h
+        self.end_of_batch = h >= self._pos[_TAIL]
+
+    def read(self, handler: Callable[[memoryview, int], None], limit: int = 256) -> int:
+        """Call `handler(buffer, offset)` per record, up to `limit`; returns records handled.
+        `self.end_of_batch` is true while handling the last record available now."""
+        n = 0
+        if self.mode == MODE_LOSSLESS:
+            buf = self.buffer
+            while n < limit:
+                off = self.poll()
+                if off < 0:
+                    break
+                t = self._pos[_TAIL]
+                self.end_of_batch = self._head + 1 >= t or n + 1 == limit
+                handler(buf, off)
+                self.release()
+                n += 1
+            return n
+        buf = self.copy_buffer
+        while n < limit:
+            if self.poll() < 0:
+                break
+            if n + 1 == limit:
+                self.end_of_batch = True
+            handler(buf, 0)
+            n += 1
+        return n
+
+    def peek_batch(self, limit: int) -> np.ndarray:
+        """Lossless: contiguous uint8 view (n, record_size) of up to `limit` unread records,
+        valid until `advance(n)`. Stops at the wrap point; call again for the rest."""
+        h = self._head
+        n = min(self._pos[_TAIL] - h, limit)
+        if n <= 0:
+            return np.empty((0, self.record_size), dtype=np.uint8)
+        slot = h & self.mask
+        n = min(n, self.capacity - slot)
+        data = np.frombuffer(self._data, dtype=np.uint8).reshape(self.capacity, self.record_size)
+        return data[slot : slot + n]
+
+    def advance(self, n: int) -> None:
+        h = self._head + n
+        self._head = h
+        self._pos[_HEAD] = h
+
+    def read_batch(self, out: np.ndarray, limit: int | None = None) -> int:
+        """Copy up to len(out) records into `out` (uint8 (N, record_size) or a structured
+        array of record_size itemsize). Lossy rings validate each slot's sequence; lapped or
+        torn records are skipped and counted. Returns records copied."""
+        raw = out.view(np.uint8).reshape(-1, self.record_size)
+        cap = self.capacity
+        limit = raw.shape[0] if limit is None else min(limit, raw.shape[0])
+        h = self._head
+        t = self._pos[_TAIL]
+        if self.mode == MODE_LOSSY and t - h > cap:
+            self._skip(h, t - cap)
+            h = t - cap
+        n = min(t - h, limit)
+        if n <= 0:
+            return 0
+        data = np.frombuffer(self._data, dtype=np.uint8).reshape(cap, self.record_size)
+        seqs = np.frombuffer(self._seqs, dtype=np.int64)
+        got = 0
+        pos = h
+        while got < n:
+            slot = pos & self.mask
+            k = min(n - got, cap - slot)
+            raw[got : got + k] = data[slot : slot + k]
+            got += k
+            pos += k
+        if self.mode == MODE_LOSSY:
+            expect = np.arange(h, h + n, dtype=np.int64)
+            idx = expect & self.mask
+            ok = seqs[idx] == expect
+            if not ok.all():
+                keep = np.flatnonzero(ok)
+                bad = n - keep.size
+                self._pos[_LOST] += bad
+                raw[: keep.size] = raw[keep]
+                n_valid = keep.size
+            else:
+                n_valid = n
+        else:
+            n_valid = n
+        self._head = h + n
+        self._pos[_HEAD] = h + n
+        self.end_of_batch = self._head >= self._pos[_TAIL]
+        return n_valid
+
+    # ---- journal (lossless spill) ----------------------------------------
+    def journal_path(self) -> str:
+        return self._journal_path or default_journal_path(self.name)
+
+    def read_journal(self, limit: int = 4096, path: str | None = None) -> np.ndarray:
+        """Consumer: unread journal records as uint8 (n, record_size); call `journal_advance(n)`
+        once they are safely handled. Read the journal only when the ring is empty."""
+        spilled = self._pos[_SPILLED]
+        done = self._pos[_JOURNAL_READ]
+        n = min(spilled - done, limit)
+        if n <= 0:
+            return np.empty((0, self.record_size), dtype=np.uint8)
+        p = path or self.journal_path()
+        with open(p, "rb") as f:
+            f.seek(done * self.record_size)
+            raw = f.read(n * self.record_size)
+        n = len(raw) // self.record_size
+        return np.frombuffer(raw[: n * self.record_size], dtype=np.uint8).reshape(n, self.record_size)
+
+    def journal_advance(self, n: int) -> None:
+        done = self._pos[_JOURNAL_READ] + n
+        self._pos[_JOURNAL_READ] = done
+        if done == self._pos[_SPILLED]:
+            # journal fully drained; the producer goes back to the ring. Truncation is left
+            # to the consumer (it knows no reader needs the bytes any more).
+            pass
+
+
+def default_journal_path(name: str) -> str:
+    base = os.environ.get("HFT_JOURNAL_DIR", os.path.join("data", "journal"))
+    return os.path.join(base, f"{name}.jnl")
