@@ -38,6 +38,8 @@ _HEAD = 256 // 8  # consumer cache line
 _LOST = _HEAD + 1  # records a lossy consumer lost to overruns or torn copies
 _JOURNAL_READ = _HEAD + 2  # journal records the consumer has consumed
 _CONSUMER_PID = _HEAD + 3
+_JOURNAL_PATH_OFF = 384  # producer's spill journal path (absolute, NUL padded), read by the consumer
+_JOURNAL_PATH_MAX = 127
 
 
 class RingError(ShmError):
@@ -139,15 +141,21 @@ class Ring:
         if self._journal_fd >= 0:
             os.close(self._journal_fd)
             self._journal_fd = -1
-        for mv in ("_pos", "_seqs", "_data", "copy_buffer"):
-            v = getattr(self, mv, None)
-            if v is not None:
-                v.release()
-        self.buffer = None
+        if self._shm is None:
+            return
         try:
+            for mv in ("_pos", "_seqs", "_data", "copy_buffer"):
+                v = getattr(self, mv, None)
+                if v is not None:
+                    v.release()
             self._shm.close()
         except BufferError:
-            pass  # a caller still holds a numpy view; the mapping goes with the process
+            # A numpy view handed out by peek_batch is still alive: leave the mapping to
+            # the garbage collector instead of failing (and stop SharedMemory.__del__ retrying).
+            self._shm._buf = None  # type: ignore[attr-defined]
+            self._shm._mmap = None  # type: ignore[attr-defined]
+        self.buffer = None
+        self._shm = None
 
     def unlink(self) -> None:
         _shm.unlink(self.name)
@@ -163,7 +171,12 @@ class Ring:
         struct.pack_into("<q", self._shm.buf, 24, pid)
         self._tail = self._pos[_TAIL]
         self._head_cache = self._pos[_HEAD]
-        self._journal_path = journal_path
+        path = os.path.abspath(journal_path or default_journal_path(self.name))
+        raw = path.encode()
+        if len(raw) > _JOURNAL_PATH_MAX:
+            raise RingError(f"journal path {path!r} is longer than {_JOURNAL_PATH_MAX} bytes")
+        self._shm.buf[_JOURNAL_PATH_OFF : _JOURNAL_PATH_OFF + 128] = raw.ljust(128, b"\0")
+        self._journal_path = path
         self._spilling = self._pos[_SPILLED] != self._pos[_JOURNAL_READ]
 
     def claim_consumer(self) -> None:
@@ -299,7 +312,7 @@ class Ring:
     def _spill(self, record: bytes) -> None:
         if self._journal_fd < 0:
             if self._journal_path is None:
-                self._journal_path = default_journal_path(self.name)
+                self._journal_path = self.journal_path()
             os.makedirs(os.path.dirname(self._journal_path) or ".", exist_ok=True)
             self._journal_fd = os.open(self._journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         # Position-addressed: record k of the journal lives at byte k * record_size.
@@ -457,7 +470,11 @@ class Ring:
 
     # ---- journal (lossless spill) ----------------------------------------
     def journal_path(self) -> str:
-        return self._journal_path or default_journal_path(self.name)
+        """The producer's spill journal (recorded in the header when it claimed the ring)."""
+        if self._journal_path:
+            return self._journal_path
+        raw = bytes(self._shm.buf[_JOURNAL_PATH_OFF : _JOURNAL_PATH_OFF + 128]).rstrip(b"\0")
+        return raw.decode() if raw else os.path.abspath(default_journal_path(self.name))
 
     def read_journal(self, limit: int = 4096, path: str | None = None) -> np.ndarray:
         """Consumer: unread journal records as uint8 (n, record_size); call `journal_advance(n)`
