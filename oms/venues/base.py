@@ -1,0 +1,314 @@
+"""What every venue gateway shares: the normalised `Update` a decoder returns, the picows
+connection (open, authenticate, keep alive, reconnect) and the REST client.
+
+A venue module supplies pure encoders/decoders plus login, subscribe, REST and
+dead-man calls; it never changes order state itself: it hands `Update`s to its sink
+(the OrderManager). Nothing here blocks the loop; credentials never appear in logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from picows import WSListener, WSMsgType, WSTransport, ws_connect
+
+from common.config import VenueConfig
+from common.enums import Exchange, OrderState
+from common.instruments import Instruments
+from oms.http import HttpClient
+from oms.state import Reason
+
+log = logging.getLogger("oms.gateway")
+
+# Update kinds
+U_ACK = 1  # new order accepted by the venue (state may also be given)
+U_REJECT = 2  # new order refused
+U_ORDER = 3  # execution report / order push: state and cumulative fill
+U_FILL = 4  # one trade (may come with U_ORDER data in the same object)
+U_CANCEL_ACK = 5
+U_CANCEL_REJECT = 6
+U_AMEND_ACK = 7
+U_AMEND_REJECT = 8
+U_LOGIN = 9  # authenticated (ok) or login failed (reason)
+U_SUBSCRIBED = 10
+U_PONG = 11
+U_ERROR = 12  # connection-level error frame
+U_NOTICE = 13  # venue asks us to reconnect (shutdown / upgrade notice)
+U_IGNORE = 14
+U_CANCEL_ALL_ACK = 15
+U_BATCH = 16  # request ack whose per-order results follow as separate updates
+
+OP_NEW = "n"
+OP_CANCEL = "c"
+OP_AMEND = "a"
+OP_CANCEL_ALL = "x"
+OP_OTHER = "o"
+
+
+class Update:
+    """One normalised fact decoded from a venue frame. Quantities are absolute (base units),
+    `cum_qty` cumulative, `fill_*` this trade only; empty strings / 0 when not given."""
+
+    __slots__ = ("kind", "op", "req_id", "cl_ord_id", "venue_ord_id", "vsym", "state", "cum_qty", "avg_px",
+                 "fill_qty", "fill_px", "fee", "fee_asset", "liquidity", "trade_id", "reason", "code", "msg",
+                 "ts_ms", "px", "qty", "side", "ok", "retry_after_s")
+
+    def __init__(self, kind: int, **kw: Any) -> None:
+        self.kind = kind
+        self.op = ""
+        self.req_id = ""
+        self.cl_ord_id = ""
+        self.venue_ord_id = ""
+        self.vsym = ""
+        self.state: OrderState | None = None
+        self.cum_qty = -1.0  # -1: not given
+        self.avg_px = 0.0
+        self.fill_qty = 0.0
+        self.fill_px = 0.0
+        self.fee = 0.0  # positive = paid
+        self.fee_asset = ""
+        self.liquidity = 0
+        self.trade_id = ""
+        self.reason = Reason.NONE
+        self.code = ""
+        self.msg = ""
+        self.ts_ms = 0
+        self.px = 0.0
+        self.qty = 0.0
+        self.side = 0
+        self.ok = True
+        self.retry_after_s = 0.0
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__[1:]
+                           if getattr(self, k) not in ("", 0, 0.0, -1.0, None, Reason.NONE, True))
+        return f"Update({self.kind}, {fields})"
+
+
+class VenueOrder:
+    """An order as the venue reports it in reconciliation."""
+
+    __slots__ = ("cl_ord_id", "venue_ord_id", "vsym", "side", "px", "qty", "cum_qty", "avg_px", "state")
+
+    def __init__(self, cl_ord_id: str, venue_ord_id: str, vsym: str, side: int, px: float, qty: float,
+                 cum_qty: float, avg_px: float, state: OrderState) -> None:
+        self.cl_ord_id = cl_ord_id
+        self.venue_ord_id = venue_ord_id
+        self.vsym = vsym
+        self.side = side
+        self.px = px
+        self.qty = qty
+        self.cum_qty = cum_qty
+        self.avg_px = avg_px
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"VenueOrder({self.cl_ord_id} {self.vsym} {self.state.name} {self.cum_qty}/{self.qty}@{self.px})"
+
+
+class GatewayError(Exception):
+    """Login, subscription or REST failure (message safe to log: no credentials)."""
+
+
+def fnum(x: Any) -> float:
+    """Venue decimal string (or number) -> float; '' / None -> 0."""
+    if x is None or x == "":
+        return 0.0
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+class _Listener(WSListener):
+    __slots__ = ("gw",)
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        pass
+
+    def on_ws_frame(self, transport: WSTransport, frame) -> None:
+        mt = frame.msg_type
+        if mt == WSMsgType.TEXT or mt == WSMsgType.BINARY:
+            self.gw.on_frame(frame.get_payload_as_bytes())
+        elif mt == WSMsgType.CLOSE:
+            self.gw.close_reason = f"closed by venue (code {frame.get_close_code()})"
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.gw.on_disconnected(transport)
+
+
+class Gateway:
+    """One venue: one order connection (the venue's WS API / private socket), a REST client,
+    and the venue's encoders/decoders. Subclasses fill in the venue parts."""
+
+    venue: Exchange = Exchange.BINANCE
+    needs_ping_text: bytes = b""  # application-level ping (OKX "ping")
+    ping_interval_s: float = 0.0
+
+    def __init__(self, vcfg: VenueConfig, instruments: Instruments, sink: Any,
+                 symbols: list[str] | None = None) -> None:
+        self.vcfg = vcfg
+        self.instruments = instruments
+        self.sink = sink  # receives on_update(gw, update), on_gateway_down(gw, reason)
+        self.symbols = list(symbols or vcfg.symbols or [])
+        self.transport: WSTransport | None = None
+        self.connected = False
+        self.authenticated = False
+        self.reason = "not started"
+        self.close_reason = ""
+        self.rest = HttpClient(vcfg.rest_url) if vcfg.rest_url else None
+        self._login_fut: asyncio.Future | None = None
+        self._sub_fut: asyncio.Future | None = None
+        self._pending_subs = 0
+        self.frames_in = 0
+        self.bad_frames = 0
+        self.last_rx_ns = 0
+        self.clock_offset_ms = 0  # venue time - local time
+        self.connects = 0
+        self._on_frame_hook: Callable[[bytes], None] | None = None
+
+    # -- safe repr: never print credentials ------------------------------------
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(connected={self.connected}, authenticated={self.authenticated}, "
+                f"reason={self.reason!r})")
+
+    # -- connection ----------------------------------------------------------------
+    def ws_url(self) -> str:
+        return self.vcfg.ws_api_url or self.vcfg.ws_url
+
+    async def connect(self, timeout_s: float = 10.0) -> None:
+        """Open, authenticate and subscribe the private streams. Raises GatewayError."""
+        url = self.ws_url()
+        if not url:
+            raise GatewayError(f"{self.venue.key}: no order WebSocket URL configured")
+        self.reason = "connecting"
+        try:
+            transport, _ = await asyncio.wait_for(
+                ws_connect(lambda: _Listener(self), url, enable_auto_ping=False,
+                           websocket_handshake_timeout=timeout_s), timeout_s)
+        except (OSError, asyncio.TimeoutError, Exception) as e:  # picows raises its own WSError types
+            self.reason = f"connect failed: {type(e).__name__}"
+            raise GatewayError(f"{self.venue.key}: cannot connect to {url}: {type(e).__name__}: {e}") from None
+        self.transport = transport
+        self.connected = True
+        self.close_reason = ""
+        self.connects += 1
+        self.last_rx_ns = time.monotonic_ns()
+        try:
+            self.reason = "authenticating"
+            await asyncio.wait_for(self.login(), timeout_s)
+            self.reason = "subscribing"
+            await asyncio.wait_for(self.subscribe_private(), timeout_s)
+        except asyncio.TimeoutError:
+            self.reason = "login/subscribe timed out"
+            self.drop()
+            raise GatewayError(f"{self.venue.key}: login or private subscription timed out") from None
+        except GatewayError as e:
+            self.reason = str(e)
+            self.drop()
+            raise
+        self.authenticated = True
+        self.reason = ""
+
+    def drop(self) -> None:
+        t = self.transport
+        if t is not None:
+            try:
+                t.disconnect()
+            except Exception:
+                pass
+
+    def on_disconnected(self, transport: WSTransport) -> None:
+        if transport is not self.transport:
+            return
+        self.transport = None
+        was = self.authenticated
+        self.connected = False
+        self.authenticated = False
+        self.reason = self.close_reason or "connection lost"
+        for fut in (self._login_fut, self._sub_fut):
+            if fut is not None and not fut.done():
+                fut.set_exception(GatewayError(f"{self.venue.key}: connection lost during login"))
+        self.sink.on_gateway_down(self, self.reason, was)
+
+    def send(self, data: bytes) -> bool:
+        t = self.transport
+        if t is None:
+            return False
+        t.send(WSMsgType.TEXT, data)
+        return True
+
+    def on_frame(self, data: bytes) -> None:
+        self.frames_in += 1
+        self.last_rx_ns = time.monotonic_ns()
+        if self._on_frame_hook is not None:
+            self._on_frame_hook(data)
+        try:
+            updates = self.decode(data)
+        except Exception:  # malformed frame: count, skip, never crash the loop
+            self.bad_frames += 1
+            log.warning("%s: undecodable frame (%d bytes) skipped", self.venue.key, len(data))
+            return
+        sink = self.sink
+        for u in updates:
+            k = u.kind
+            if k == U_LOGIN:
+                f = self._login_fut
+                if f is not None and not f.done():
+                    if u.ok:
+                        f.set_result(True)
+                    else:
+                        f.set_exception(GatewayError(f"{self.venue.key}: login refused: {u.reason.name} {u.code}"))
+            elif k == U_SUBSCRIBED:
+                self._pending_subs -= 1
+                f = self._sub_fut
+                if f is not None and not f.done():
+                    if not u.ok:
+                        f.set_exception(GatewayError(f"{self.venue.key}: private subscription refused: {u.code} {u.msg}"))
+                    elif self._pending_subs <= 0:
+                        f.set_result(True)
+            elif k == U_PONG or k == U_IGNORE:
+                pass
+            elif k == U_NOTICE:
+                self.close_reason = f"venue notice: {u.msg or 'reconnect requested'}"
+                sink.on_notice(self, u)
+            else:
+                sink.on_update(self, u)
+
+    def new_future(self) -> asyncio.Future:
+        return asyncio.get_running_loop().create_future()
+
+    async def keepalive_tick(self) -> None:
+        """Called about once a second by the manager's housekeeping task."""
+        if self.needs_ping_text and self.transport is not None:
+            idle_s = (time.monotonic_ns() - self.last_rx_ns) / 1e9
+            if idle_s >= self.ping_interval_s:
+                self.send(self.needs_ping_text)
+
+    # -- venue parts ------------------------------------------------------------------
+    async def login(self) -> None:
+        raise NotImplementedError
+
+    async def subscribe_private(self) -> None:
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> list[Update]:
+        raise NotImplementedError
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000 + self.clock_offset_ms
+
+    async def close(self) -> None:
+        self.drop()
+        if self.rest is not None:
+            await self.rest.close()
