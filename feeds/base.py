@@ -1,0 +1,377 @@
+"""What the three venue feeds share: record emission, the per-book sync state machine, `parse`.
+
+A venue module subclasses `VenueFeed` and implements `_decode(frame, recv_ns, write, sync)`
+(one code path for the pure `parse` and for the feed process) and `_rest_book(body)`.
+Records are written through `write(packer, *values)`: `Ring.write` in the feed process,
+a `Collector` in `parse`. No I/O here and no module-level mutable state.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+
+import numpy as np
+import orjson
+
+from common.enums import Exchange
+from common.instruments import InstrumentError, Instruments
+from feeds.book import Book
+from feeds.errors import FrameError
+from ringbuf.records import (
+    BOOK_LEVEL_STRUCT,
+    F_RESYNC,
+    F_SNAPSHOT_END,
+    F_SNAPSHOT_START,
+    F_UPDATE_END,
+    KIND_BOOK_LEVEL,
+    KIND_BOOK_RESET,
+    MD_DTYPE,
+)
+
+# Errors a malformed frame can provoke while we index into the decoded JSON.
+DECODE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError, struct.error, OverflowError,
+                 InstrumentError)
+
+# reasons carried in the `aux` field of a KIND_BOOK_RESET record
+REASON_GAP = 1
+REASON_CHECKSUM = 2
+REASON_CROSSED = 3
+REASON_RECONNECT = 4
+REASON_STALE = 5
+REASON_BAD_FRAME = 6
+REASON_NAMES = {REASON_GAP: "gap", REASON_CHECKSUM: "checksum", REASON_CROSSED: "crossed",
+                REASON_RECONNECT: "reconnect", REASON_STALE: "stale", REASON_BAD_FRAME: "bad_frame"}
+
+# `on_frame` return values below zero are control signals for the feed process
+CTRL_ROTATE = -1  # the venue announced a shutdown / upgrade: open a new connection now
+
+WAIT = 0  # waiting for a snapshot (WS or REST); updates are buffered
+LIVE = 1
+
+loads = orjson.loads
+
+
+class Collector:
+    """A `write(packer, *values)` sink that gathers packed records for `parse`."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, packer: struct.Struct, *values) -> bool:
+        self.parts.append(packer.pack(*values))
+        return True
+
+    def array(self) -> np.ndarray:
+        if not self.parts:
+            return np.zeros(0, dtype=MD_DTYPE)
+        return np.frombuffer(bytearray(b"".join(self.parts)), dtype=MD_DTYPE)
+
+
+class BookState:
+    """Sync state of one instrument's book on one venue."""
+
+    __slots__ = ("iid", "book", "state", "last", "buffer", "ws_snapshots", "pending_since_ns")
+
+    def __init__(self, iid: int, book: Book, max_buffer: int) -> None:
+        self.iid = iid
+        self.book = book
+        self.state = WAIT
+        self.last = 0  # last applied update id (Binance/Gate u, OKX seqId)
+        self.buffer: deque = deque(maxlen=max_buffer)
+        self.ws_snapshots = 0  # WS snapshots seen (OKX legacy / Gate full)
+        self.pending_since_ns = 0  # when we started waiting for a snapshot
+
+
+class VenueFeed:
+    """Parser + book synchroniser for one venue. One instance per feed connection group."""
+
+    venue: Exchange = Exchange.BINANCE
+    keep_strings = False  # OKX: keep price/size strings for the checksum
+    book_depth = 5000  # levels kept per side (venue snapshot / stream depth)
+
+    def __init__(self, instruments: Instruments | None = None, book_depth: int | None = None,
+                 max_buffer: int = 10_000) -> None:
+        self.instruments = instruments if instruments is not None else Instruments()
+        self.venue_id = int(self.venue)
+        if book_depth is not None:
+            self.book_depth = book_depth
+        self.max_buffer = max_buffer
+        self._ids: dict[str, int] = {}  # venue symbol -> instrument id
+        self.states: dict[int, BookState] = {}
+        self.snapshot_requests: set[int] = set()  # instruments that need a REST snapshot
+        self.resubscribe_requests: set[int] = set()  # instruments whose book channel to resubscribe (OKX)
+        self.last_recv_ns: dict[int, int] = {}  # instrument id -> last data frame time
+        # plain ints; the feed process copies them into its counters block
+        self.gaps = 0
+        self.checksum_failures = 0
+        self.resyncs = 0
+        self.crossed = 0
+        self.duplicates = 0
+        self.snapshots = 0
+
+    # ---- public API --------------------------------------------------------
+    def parse(self, frame: bytes | str, recv_ns: int) -> np.ndarray:
+        """Decode one frame into MD_DTYPE records (view with QUOTE/TRADE/BOOK_LEVEL dtypes by
+        `kind`). Pure: no book state, no I/O. Acks, pongs and control frames give an empty
+        array; malformed input raises FrameError."""
+        c = Collector()
+        self._decode(frame, recv_ns, c.write, False)
+        return c.array()
+
+    def on_frame(self, frame: bytes | str, recv_ns: int, write) -> int:
+        """Decode one frame, run book sync and write records with `write(packer, *values)`.
+        Returns records written, or a CTRL_* value (< 0). Raises FrameError."""
+        return self._decode(frame, recv_ns, write, True)
+
+    def on_snapshot(self, iid: int, body: bytes, recv_ns: int, write) -> int:
+        """Apply a REST depth snapshot for `iid` together with the buffered updates.
+        Returns records written; -1 when the snapshot is too old (request another)."""
+        try:
+            seq, bids, asks, exch_ns = self._rest_book(body)
+        except DECODE_ERRORS as e:
+            raise FrameError(f"bad REST snapshot: {type(e).__name__}: {e}") from None
+        st = self.state(iid)
+        return self._sync_from_rest(st, seq, bids, asks, exch_ns, recv_ns, write)
+
+    def iid(self, vsym: str) -> int:
+        """Instrument id of a venue symbol, assigned on first sight."""
+        i = self._ids.get(vsym)
+        if i is None:
+            if not isinstance(vsym, str):
+                raise FrameError(f"symbol is not a string: {vsym!r}"[:200])
+            i = self._ids[vsym] = self.instruments.id_for_venue_symbol(vsym, self.venue)
+        return i
+
+    def state(self, iid: int) -> BookState:
+        st = self.states.get(iid)
+        if st is None:
+            book = Book(self.book_depth + 64, self.keep_strings, iid, self.venue_id)
+            st = self.states[iid] = BookState(iid, book, self.max_buffer)
+        return st
+
+    def reset_books(self, reason: int, recv_ns: int, write, iids=None) -> int:
+        """Invalidate books (after a reconnect or a stale stream): a reset record each, and
+        wait for a snapshot. Returns records written."""
+        n = 0
+        for iid in list(self.states if iids is None else iids):
+            st = self.state(iid)
+            n += self._resync(st, reason, recv_ns, write, request=False)
+        return n
+
+    def request_snapshot(self, iid: int, now_ns: int) -> None:
+        st = self.state(iid)
+        st.pending_since_ns = now_ns
+        self.snapshot_requests.add(iid)
+
+    # ---- venue hooks ----------------------------------------------------------
+    def _decode(self, frame, recv_ns: int, write, sync: bool) -> int:  # pragma: no cover
+        raise NotImplementedError
+
+    def _rest_book(self, body: bytes) -> tuple[int, list, list, int]:  # pragma: no cover
+        """REST snapshot body -> (update id, bids, asks, exchange time ns)."""
+        raise NotImplementedError
+
+    def _wants_rest_on_gap(self, st: BookState) -> bool:
+        return True
+
+    # ---- emission ---------------------------------------------------------------
+    def _emit_raw(self, iid: int, bids: list, asks: list, U: int, u: int, exch_ns: int, recv_ns: int,
+                  write, snapshot: bool) -> int:
+        """Pure-parse emission of a book frame (no book, no sync)."""
+        v = self.venue_id
+        n = len(bids) + len(asks)
+        if n == 0:
+            if not snapshot:
+                return 0
+            write(BOOK_LEVEL_STRUCT, KIND_BOOK_LEVEL, F_SNAPSHOT_START | F_SNAPSHOT_END | F_UPDATE_END, v, 0,
+                  iid, 0, exch_ns, recv_ns, u, 0.0, 0.0, U, 0)
+            return 1
+        k = 0
+        first = F_SNAPSHOT_START if snapshot else 0
+        last = (F_SNAPSHOT_END | F_UPDATE_END) if snapshot else F_UPDATE_END
+        recs = []
+        for side, levels in ((1, bids), (-1, asks)):
+            for lv in levels:
+                px = float(lv[0])
+                qty = float(lv[1])
+                if not (px > 0.0 and qty >= 0.0):
+                    raise FrameError(f"bad level {lv!r}"[:200])
+                recs.append((side, px, qty))
+        for side, px, qty in recs:
+            k += 1
+            flags = (first if k == 1 else 0) | (last if k == n else 0)
+            write(BOOK_LEVEL_STRUCT, KIND_BOOK_LEVEL, flags, v, side, iid, 0, exch_ns, recv_ns, u, px, qty, U, 0)
+        return n
+
+    def _apply_update(self, st: BookState, bids: list, asks: list, U: int, u: int, exch_ns: int,
+                      recv_ns: int, write) -> int:
+        """Apply a diff that passed the sequence check: book + records. A bad level mid-frame
+        resyncs the book (the records already written are followed by a reset)."""
+        n = len(bids) + len(asks)
+        st.last = u
+        if n == 0:
+            return 0
+        book = st.book
+        iid = st.iid
+        v = self.venue_id
+        k = 0
+        try:
+            if self.keep_strings:
+                for side, bs, levels in ((1, book.bids, bids), (-1, book.asks, asks)):
+                    put = bs.set_str
+                    for lv in levels:
+                        ps = lv[0]
+                        qs = lv[1]
+                        px = float(ps)
+                        qty = float(qs)
+                        if not (px > 0.0 and qty >= 0.0):
+                            raise FrameError(f"bad level {lv!r}"[:200])
+                        put(px, qty, ps, qs)
+                        k += 1
+                        write(BOOK_LEVEL_STRUCT, KIND_BOOK_LEVEL, F_UPDATE_END if k == n else 0, v, side, iid, 0,
+                              exch_ns, recv_ns, u, px, qty, U, 0)
+            else:
+                for side, bs, levels in ((1, book.bids, bids), (-1, book.asks, asks)):
+                    put = bs.set
+                    for lv in levels:
+                        px = float(lv[0])
+                        qty = float(lv[1])
+                        if not (px > 0.0 and qty >= 0.0):
+                            raise FrameError(f"bad level {lv!r}"[:200])
+                        put(px, qty)
+                        k += 1
+                        write(BOOK_LEVEL_STRUCT, KIND_BOOK_LEVEL, F_UPDATE_END if k == n else 0, v, side, iid, 0,
+                              exch_ns, recv_ns, u, px, qty, U, 0)
+        except DECODE_ERRORS as e:
+            k += self._resync(st, REASON_BAD_FRAME, recv_ns, write)
+            if isinstance(e, FrameError):
+                raise
+            raise FrameError(f"bad book level: {type(e).__name__}: {e}"[:300]) from None
+        depth = self.book_depth
+        if len(book.bids.keys) > depth or len(book.asks.keys) > depth:
+            k += self._trim(st, exch_ns, recv_ns, u, U, write)
+        if book.crossed():
+            self.crossed += 1
+            k += self._resync(st, REASON_CROSSED, recv_ns, write)
+        return k
+
+    def _trim(self, st: BookState, exch_ns: int, recv_ns: int, u: int, U: int, write) -> int:
+        """Levels beyond the venue's depth are no longer maintained by it: delete them (and say so)."""
+        k = 0
+        v = self.venue_id
+        for side, bs in ((1, st.book.bids), (-1, st.book.asks)):
+            for px in bs.trim(self.book_depth):
+                k += 1
+                write(BOOK_LEVEL_STRUCT, KIND_BOOK_LEVEL, F_UPDATE_END, v, side, st.iid, 0, exch_ns, recv_ns, u,
+                      px, 0.0, U, 0)
+        return k
+
+    def _apply_snapshot(self, st: BookState, bids: list, asks: list, seq: int, exch_ns: int, recv_ns: int,
+                        write, prev: int = 0) -> int:
+        """Replace the book with a snapshot and emit it flagged SNAPSHOT_START..END."""
+        book = st.book
+        # validate first: a snapshot is applied whole or not at all
+        levels = []
+        keep = self.keep_strings
+        depth = self.book_depth
+        for side, raw in ((1, bids), (-1, asks)):
+            for lv in raw[:depth]:
+                px = float(lv[0])
+                qty = float(lv[1])
+                if not (px > 0.0 and qty >= 0.0):
+                    raise FrameError(f"bad snapshot level {lv!r}"[:200])
+                if qty > 0.0:
+                    levels.append((side, px, qty, lv[0], lv[1]) if keep else (side, px, qty))
+        book.clear()
+        for lv in levels:
+            if keep:
+                (book.bids if lv[0] > 0 else book.asks).set_str(lv[1], lv[2], lv[3], lv[4])
+            else:
+                (book.bids if lv[0] > 0 else book.asks).set(lv[1], lv[2])
+        v = self.venue_id
+        iid = st.iid
+        n = len(levels)
+        if n == 0:
+            write(BOOK_LEVEL_STRUCT, KIND_BOOK_LEVEL, F_SNAPSHOT_START | F_SNAPSHOT_END | F_UPDATE_END, v, 0, iid,
+                  0, exch_ns, recv_ns, seq, 0.0, 0.0, prev, 0)
+            n = 1
+        else:
+            k = 0
+            for lv in levels:
+                k += 1
+                flags = (F_SNAPSHOT_START if k == 1 else 0) | (F_SNAPSHOT_END | F_UPDATE_END if k == n else 0)
+                write(BOOK_LEVEL_STRUCT, KIND_BOOK_LEVEL, flags, v, lv[0], iid, 0, exch_ns, recv_ns, seq,
+                      lv[1], lv[2], prev, 0)
+        st.state = LIVE
+        st.last = seq
+        st.buffer.clear()
+        st.pending_since_ns = 0
+        self.snapshot_requests.discard(iid)
+        self.resubscribe_requests.discard(iid)
+        self.snapshots += 1
+        book.valid = True
+        if book.crossed():
+            self.crossed += 1
+            n += self._resync(st, REASON_CROSSED, recv_ns, write)
+        return n
+
+    def _resync(self, st: BookState, reason: int, recv_ns: int, write, request: bool = True) -> int:
+        """Book is broken: tell the consumer (reset record), forget it and ask for a snapshot."""
+        self.resyncs += 1
+        if reason == REASON_GAP:
+            self.gaps += 1
+        elif reason == REASON_CHECKSUM:
+            self.checksum_failures += 1
+        st.book.clear()
+        st.book.valid = False
+        was_live = st.state == LIVE
+        st.state = WAIT
+        st.buffer.clear()
+        write(BOOK_LEVEL_STRUCT, KIND_BOOK_RESET, F_RESYNC, self.venue_id, 0, st.iid, reason, 0, recv_ns,
+              st.last, 0.0, 0.0, 0, 0)
+        if request and (was_live or reason != REASON_RECONNECT):
+            if self._wants_rest_on_gap(st):
+                self.request_snapshot(st.iid, recv_ns)
+            else:
+                st.pending_since_ns = recv_ns
+                self.resubscribe_requests.add(st.iid)
+        return 1
+
+    # ---- U/u sequencing (Binance and Gate) -------------------------------------
+    def _on_diff(self, st: BookState, bids: list, asks: list, U: int, u: int, exch_ns: int, recv_ns: int,
+                 write) -> int:
+        """Binance/Gate diff: apply when `U <= last + 1 <= u`; drop when `u <= last`; else gap."""
+        if st.state != LIVE:
+            st.buffer.append((bids, asks, U, u, exch_ns, 0))
+            if st.iid not in self.snapshot_requests:
+                self.request_snapshot(st.iid, recv_ns)
+            return 0
+        last = st.last
+        if u <= last:
+            self.duplicates += 1
+            return 0
+        if U > last + 1:
+            n = self._resync(st, REASON_GAP, recv_ns, write)
+            st.buffer.append((bids, asks, U, u, exch_ns, 0))
+            return n
+        return self._apply_update(st, bids, asks, U, u, exch_ns, recv_ns, write)
+
+    def _sync_from_rest(self, st: BookState, seq: int, bids: list, asks: list, exch_ns: int, recv_ns: int,
+                        write) -> int:
+        """Binance/Gate REST sync: drop buffered `u <= seq`; the first kept must have `U <= seq + 1`."""
+        buf = st.buffer
+        while buf and buf[0][3] <= seq:
+            buf.popleft()
+        if buf and buf[0][2] > seq + 1:
+            return -1  # snapshot older than the stream: fetch again
+        pending = list(buf)
+        n = self._apply_snapshot(st, bids, asks, seq, exch_ns, recv_ns, write)
+        for b, a, U, u, ex, cs in pending:
+            if st.state != LIVE:
+                st.buffer.append((b, a, U, u, ex, cs))
+                continue
+            n += self._on_diff(st, b, a, U, u, ex, recv_ns, write)
+        return n
