@@ -1,0 +1,111 @@
+"""Signature rules of each venue, implemented from the venues' documentation.
+
+Pure functions: compute the expected signature for a payload, or verify one.
+The simulator keeps its own copy so a client bug cannot agree with itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from functools import lru_cache
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+# Fixed Ed25519 test key pair for `sim-ed25519-key` (raw 32-byte private key, base64).
+# Never a real credential: it only lets tests and demos sign against the simulator.
+TEST_ED25519_PRIVATE_KEY_B64 = base64.b64encode(hashlib.sha256(b"hft-sim ed25519 test key").digest()).decode()
+
+
+def _derive_public(priv_b64: str) -> str:
+    priv = Ed25519PrivateKey.from_private_bytes(base64.b64decode(priv_b64))
+    raw = priv.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+TEST_ED25519_PUBLIC_KEY_B64 = _derive_public(TEST_ED25519_PRIVATE_KEY_B64)
+
+
+@lru_cache(maxsize=64)
+def load_ed25519_public(text: str) -> Ed25519PublicKey:
+    """Accept a PEM public key or base64 of the raw 32 bytes."""
+    t = text.strip()
+    if t.startswith("-----BEGIN"):
+        key = serialization.load_pem_public_key(t.encode())
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError("not an Ed25519 public key")
+        return key
+    return Ed25519PublicKey.from_public_bytes(base64.b64decode(t))
+
+
+def ed25519_sign_b64(priv_b64: str, payload: str) -> str:
+    """Sign like a Binance Ed25519 client would (used by tests and the benchmark client)."""
+    priv = Ed25519PrivateKey.from_private_bytes(base64.b64decode(priv_b64))
+    return base64.b64encode(priv.sign(payload.encode())).decode()
+
+
+def ed25519_verify_b64(pub_text: str, payload: str, sig_b64: str) -> bool:
+    try:
+        load_ed25519_public(pub_text).verify(base64.b64decode(sig_b64, validate=True), payload.encode())
+        return True
+    except Exception:
+        return False
+
+
+# -- Binance ---------------------------------------------------------------
+def binance_hmac_hex(secret: str, payload: str) -> str:
+    return hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+
+
+def binance_ws_payload(params: dict) -> str:
+    """WS API: every param except `signature`, sorted by key, `k=v` joined with `&`, no encoding."""
+    return "&".join(f"{k}={_ws_value(params[k])}" for k in sorted(params) if k != "signature")
+
+
+def _ws_value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def binance_rest_payload(query: str, body: bytes) -> str:
+    """REST: query string + body as sent, without the `signature` parameter."""
+    parts = [p for p in query.split("&") if p and not p.startswith("signature=")]
+    bparts = [p for p in body.decode("utf-8", "replace").split("&") if p and not p.startswith("signature=")]
+    q = "&".join(parts)
+    b = "&".join(bparts)
+    return q + b
+
+
+def hmac_hex_equal(expected_hex: str, given: str) -> bool:
+    return hmac.compare_digest(expected_hex, given.lower())
+
+
+# -- OKX -------------------------------------------------------------------
+def okx_sign(secret: str, prehash: str) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), prehash.encode(), hashlib.sha256).digest()).decode()
+
+
+def okx_ws_login_sign(secret: str, timestamp: str) -> str:
+    return okx_sign(secret, timestamp + "GET" + "/users/self/verify")
+
+
+# -- Gate ------------------------------------------------------------------
+EMPTY_SHA512 = hashlib.sha512(b"").hexdigest()
+
+
+def gate_rest_sign(secret: str, method: str, path: str, query: str, body: bytes, ts: str) -> str:
+    s = "\n".join((method.upper(), path, query, hashlib.sha512(body).hexdigest(), ts))
+    return hmac.new(secret.encode(), s.encode(), hashlib.sha512).hexdigest()
+
+
+def gate_ws_api_sign(secret: str, event: str, channel: str, req_param: str, ts: str) -> str:
+    s = f"{event}\n{channel}\n{req_param}\n{ts}"
+    return hmac.new(secret.encode(), s.encode(), hashlib.sha512).hexdigest()
+
+
+def gate_ws_channel_sign(secret: str, channel: str, event: str, t: int | str) -> str:
+    s = f"channel={channel}&event={event}&time={t}"
+    return hmac.new(secret.encode(), s.encode(), hashlib.sha512).hexdigest()

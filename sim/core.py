@@ -1,0 +1,257 @@
+"""The simulator: wires the market generator, engines, venue servers, faults and control endpoint.
+
+Runs inside one asyncio loop (start()/stop()); `python -m sim` and
+`sim.testing.run_sim` are thin wrappers around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import time
+from typing import Any
+
+from sim.config import VENUES, Account, SimConfig
+from sim.engine import Engine
+from sim.faults import FaultManager
+from sim.market import Market
+from sim.server import Server
+
+log = logging.getLogger("sim")
+
+PROBE_EVERY = 64  # outside trigger mode, one md frame in this many is probed
+
+
+class Simulator:
+    def __init__(self, cfg: SimConfig) -> None:
+        from sim.control import ControlApp
+        from sim.venues.binance import BinanceApp
+        from sim.venues.gate import GateApp
+        from sim.venues.okx import OkxApp
+
+        self.cfg = cfg.validate()
+        self.accounts: dict[str, Account] = {a.api_key: a for a in cfg.accounts}
+        self.market = Market(cfg.symbols, VENUES, cfg.seed, cfg.depth_levels)
+        self.engines = {v: Engine(v, {s: st.books[v] for s, st in self.market.symbols.items()},
+                                  cfg.balances, cfg.default_base_balance, cfg.maker_fee, cfg.taker_fee)
+                        for v in VENUES}
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.venues = {"binance": BinanceApp(self), "okx": OkxApp(self), "gate": GateApp(self)}
+        self.control = ControlApp(self)
+        self.servers: dict[str, Server] = {}
+        self.faults = FaultManager(self)
+        self.urls: dict[str, Any] = {}
+        self.rate = float(cfg.rate)
+        self.paused = False
+        self.trigger_ms = cfg.trigger_ms
+        self.trigger_jump_bps = cfg.trigger_jump_bps
+        self.trigger_symbol: str | None = None
+        self.trigger_sign = 1
+        self.probe_md_records: collections.deque[dict] = collections.deque(maxlen=100_000)
+        self.probe_order_records: collections.deque[dict] = collections.deque(maxlen=100_000)
+        self._probe_all = False
+        self._probe_counter = 0
+        self.frames_generated = 0
+        self.steps = 0
+        self._tasks: set[asyncio.Task] = set()
+        self._gen_task: asyncio.Task | None = None
+        self._stopping = False
+        self.started_ns = 0
+
+    # -- lifecycle --------------------------------------------------------------
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        host, base = self.cfg.host, self.cfg.port_base
+        apps = [("binance", self.venues["binance"]), ("okx", self.venues["okx"]),
+                ("gate", self.venues["gate"]), ("control", self.control)]
+        try:
+            for i, (name, app) in enumerate(apps):
+                srv = Server(app, host, base + i if base else 0)
+                await srv.start()
+                self.servers[name] = srv
+                if name in self.venues:
+                    self.venues[name].server = srv
+        except OSError:
+            for srv in self.servers.values():
+                await srv.stop()
+            raise
+        p = {k: s.port for k, s in self.servers.items()}
+        h = host if ":" not in host else f"[{host}]"
+        self.urls = {
+            "binance": {"rest": f"http://{h}:{p['binance']}", "ws": f"ws://{h}:{p['binance']}/ws",
+                        "stream": f"ws://{h}:{p['binance']}/stream",
+                        "ws_api": f"ws://{h}:{p['binance']}/ws-api/v3"},
+            "okx": {"rest": f"http://{h}:{p['okx']}", "ws": f"ws://{h}:{p['okx']}/ws/v5/public",
+                    "ws_public": f"ws://{h}:{p['okx']}/ws/v5/public",
+                    "ws_private": f"ws://{h}:{p['okx']}/ws/v5/private"},
+            "gate": {"rest": f"http://{h}:{p['gate']}", "ws": f"ws://{h}:{p['gate']}/ws/v4/"},
+            "control": f"http://{h}:{p['control']}",
+        }
+        for f in self.cfg.faults:
+            self.faults.add(f["venue"], f["name"], f.get("params") or {}, f.get("every_s"))
+        self.started_ns = time.monotonic_ns()
+        self._gen_task = self.loop.create_task(self._generate())
+        if self.cfg.probe_file:
+            self.spawn(self._probe_writer())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.faults.clear()
+        if self._gen_task is not None:
+            self._gen_task.cancel()
+            try:
+                await self._gen_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        for t in list(self._tasks):
+            t.cancel()
+        for srv in self.servers.values():
+            await srv.stop()
+        if self.cfg.probe_file:
+            self._write_probe_file()
+
+    def spawn(self, coro: Any) -> asyncio.Task:
+        t = self.loop.create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+        return t
+
+    # -- market data --------------------------------------------------------------
+    async def _generate(self) -> None:
+        """Step the market so that frames/s follows self.rate; in trigger mode stay quiet and jump."""
+        tick_s = 0.001
+        last = time.monotonic()
+        credit = 0.0
+        next_jump = 0.0
+        syms = list(self.market.symbols.values())
+        rr = 0
+        while True:
+            await asyncio.sleep(tick_s)
+            now = time.monotonic()
+            dt = min(now - last, 0.05)
+            last = now
+            if self.paused:
+                credit = 0.0
+                continue
+            if self.trigger_ms > 0:
+                credit = 0.0
+                if now >= next_jump:
+                    if next_jump:
+                        self._jump()
+                    next_jump = now + self.trigger_ms / 1000.0
+                continue
+            next_jump = 0.0
+            credit += self.rate * dt
+            # never spend more than ~20 ms of one loop turn generating
+            budget_end = time.perf_counter() + 0.02
+            while credit >= 1.0:
+                st = syms[rr]
+                rr = (rr + 1) % len(syms)
+                credit -= self._step_symbol(st, None)
+                if time.perf_counter() > budget_end:
+                    credit = min(credit, self.rate * 0.05)
+                    break
+            self._flush_venue_events()
+
+    def _step_symbol(self, st: Any, jump_bps: float | None, probe_all: bool = False) -> int:
+        self.market.advance_fair(st, jump_bps)
+        frames = 0
+        for v, app in self.venues.items():
+            book = st.books[v]
+            book.begin_step()
+            book.step(self.market.venue_mid(st, v), self.market.trade_rate if jump_bps is None else 0.0,
+                      noise=jump_bps is None)
+            self.engines[v].on_book_step(st.symbol)
+            self._probe_counter += 1
+            probe = probe_all or self._probe_counter % PROBE_EVERY == 0
+            frames += app.publish(st.symbol, book, probe)
+        self.frames_generated += frames
+        self.steps += 1
+        return max(frames, 1)
+
+    def _jump(self) -> None:
+        syms = [self.market.symbols[self.trigger_symbol]] if self.trigger_symbol in self.market.symbols \
+            else list(self.market.symbols.values())
+        bps = self.trigger_jump_bps * self.trigger_sign
+        self.trigger_sign = -self.trigger_sign
+        for st in syms:
+            self._step_symbol(st, bps, probe_all=True)
+        self._flush_venue_events()
+
+    def _flush_venue_events(self) -> None:
+        for app in self.venues.values():
+            app.dispatch_events()
+
+    def set_trigger(self, on: bool, interval_ms: int, jump_bps: float, symbol: str | None) -> None:
+        self.trigger_ms = int(interval_ms) if on else 0
+        self.trigger_jump_bps = float(jump_bps)
+        self.trigger_symbol = symbol
+
+    # -- probe ------------------------------------------------------------------
+    def probe_md(self, venue: str, symbol: str, kind: str, seq: int) -> dict:
+        rec = {"venue": venue, "symbol": symbol, "kind": kind, "seq": seq, "send_ns": 0,
+               "trigger": self.trigger_ms > 0}
+        self.probe_md_records.append(rec)
+        return rec
+
+    def probe_order(self, venue: str, op: str, client_id: Any, recv_ns: int) -> None:
+        self.probe_order_records.append({"venue": venue, "op": op, "client_order_id": client_id,
+                                         "recv_ns": recv_ns})
+
+    def probe_snapshot(self, clear: bool) -> dict:
+        out = {"md": [r for r in self.probe_md_records if r["send_ns"]],
+               "orders": list(self.probe_order_records), "clock": "monotonic_ns",
+               "now_ns": time.monotonic_ns()}
+        if clear:
+            self.probe_md_records.clear()
+            self.probe_order_records.clear()
+        return out
+
+    async def _probe_writer(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self._write_probe_file()
+
+    def _write_probe_file(self) -> None:
+        try:
+            with open(self.cfg.probe_file, "a") as f:
+                recs = list(self.probe_md_records)
+                for r in recs:
+                    if r.get("send_ns") and not r.get("_written"):
+                        r["_written"] = True
+                        f.write(json.dumps({"type": "md", **{k: v for k, v in r.items() if k != "_written"}})
+                                + "\n")
+                for r in list(self.probe_order_records):
+                    if not r.get("_written"):
+                        r["_written"] = True
+                        f.write(json.dumps({"type": "order", **{k: v for k, v in r.items()
+                                                                 if k != "_written"}}) + "\n")
+        except OSError as e:
+            log.warning("probe file %s: %s", self.cfg.probe_file, e)
+
+    # -- control ------------------------------------------------------------------
+    def stats(self) -> dict:
+        out: dict[str, Any] = {"frames_generated": self.frames_generated, "steps": self.steps,
+                               "rate": self.rate, "paused": self.paused, "trigger_ms": self.trigger_ms,
+                               "uptime_s": (time.monotonic_ns() - self.started_ns) / 1e9, "venues": {}}
+        for v, app in self.venues.items():
+            srv = self.servers.get(v)
+            out["venues"][v] = {**app.stats, **self.engines[v].stats,
+                                "connections": len(srv.conns) if srv else 0,
+                                "frames_sent": srv.frames_out if srv else 0,
+                                "messages_received": srv.msgs_in if srv else 0,
+                                "open_orders": len(self.engines[v].orders)}
+        return out
+
+    def reset(self) -> None:
+        self.faults.clear()
+        for v, app in self.venues.items():
+            app.clear_faults()
+            self.engines[v].reset()
+            app.reset()
+        self.probe_md_records.clear()
+        self.probe_order_records.clear()
+        self.paused = False
+        self.trigger_ms = 0

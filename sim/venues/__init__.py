@@ -1,0 +1,1 @@
+"""One module per simulated venue: binance, okx, gate."""
