@@ -225,3 +225,162 @@ def _run_sim_thread(**opts: Any) -> Iterator[SimHandle]:
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(30)
+
+
+class WsClosed(ConnectionError):
+    pass
+
+
+class WsClient:
+    """Minimal blocking RFC 6455 client for tests and examples (masked frames, ping/pong, close).
+
+    `recv_json(timeout_s)` returns the next text message parsed (answers server pings itself),
+    `recv_until(pred, timeout_s)` skips messages until pred(msg) is true.
+    """
+
+    def __init__(self, url: str, timeout_s: float = 30.0) -> None:
+        import base64
+        import socket
+
+        u = urllib.parse.urlsplit(url)
+        self.sock = socket.create_connection((u.hostname, u.port or 80), timeout=timeout_s)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        key = base64.b64encode(os.urandom(16)).decode()
+        path = (u.path or "/") + ("?" + u.query if u.query else "")
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                          .encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise WsClosed(f"handshake failed: {self.buf[:200]!r}")
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        self.status = int(head.split(b" ", 2)[1])
+        if self.status != 101:
+            raise WsClosed(f"handshake refused: {head[:200]!r}")
+        self.close_code: int | None = None
+
+    def send_raw(self, payload: bytes, opcode: int = 1, fin: bool = True, mask: bool = True) -> None:
+        import struct
+
+        n = len(payload)
+        b0 = (0x80 if fin else 0) | opcode
+        mbit = 0x80 if mask else 0
+        if n < 126:
+            hdr = bytes((b0, mbit | n))
+        elif n < 65536:
+            hdr = struct.pack("!BBH", b0, mbit | 126, n)
+        else:
+            hdr = struct.pack("!BBQ", b0, mbit | 127, n)
+        if mask:
+            m = os.urandom(4)
+            from sim.server import unmask
+
+            self.sock.sendall(hdr + m + unmask(payload, m))
+        else:
+            self.sock.sendall(hdr + payload)
+
+    def send_text(self, text: str | bytes) -> None:
+        self.send_raw(text.encode() if isinstance(text, str) else text, 1)
+
+    def send_json(self, obj: Any) -> None:
+        self.send_text(json.dumps(obj))
+
+    def _read(self, n: int, deadline: float) -> bytes:
+
+        while len(self.buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no data from server")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except TimeoutError:
+                raise TimeoutError("no data from server") from None
+            except OSError as e:
+                raise WsClosed(f"connection error: {e}") from None
+            if not chunk:
+                raise WsClosed("connection closed by server")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def recv_frame(self, timeout_s: float = 30.0) -> tuple[int, bytes]:
+        import struct
+
+        deadline = time.monotonic() + timeout_s
+        b0, b1 = self._read(2, deadline)
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", self._read(2, deadline))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", self._read(8, deadline))[0]
+        return b0 & 0x0F, self._read(n, deadline)
+
+    def recv(self, timeout_s: float = 30.0) -> bytes:
+        """Next text/binary message payload; pings answered, close raises WsClosed."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            op, payload = self.recv_frame(max(0.001, deadline - time.monotonic()))
+            if op == 0x9:
+                self.send_raw(payload, 0xA)
+            elif op == 0x8:
+                import struct
+
+                self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+                raise WsClosed(f"closed by server with code {self.close_code}")
+            elif op in (0x1, 0x2):
+                return payload
+
+    def recv_json(self, timeout_s: float = 30.0) -> Any:
+        data = self.recv(timeout_s)
+        try:
+            return json.loads(data)
+        except ValueError:
+            return data.decode("utf-8", "replace")
+
+    def recv_until(self, pred: Callable[[Any], Any], timeout_s: float = 30.0) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no matching message")
+            msg = self.recv_json(left)
+            try:
+                if pred(msg):
+                    return msg
+            except (KeyError, TypeError, IndexError, AttributeError):
+                pass
+
+    def close(self) -> None:
+        try:
+            self.send_raw(b"\x03\xe8", 0x8)
+        except OSError:
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self) -> WsClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def http_json(method: str, url: str, body: bytes | None = None, headers: dict | None = None,
+              timeout_s: float = 30.0) -> tuple[int, Any]:
+    """Plain HTTP request returning (status, parsed JSON or text), never raising on 4xx/5xx."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            status, data = resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        status, data = e.code, e.read()
+    try:
+        return status, json.loads(data)
+    except ValueError:
+        return status, data.decode("utf-8", "replace")

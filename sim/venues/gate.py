@@ -61,10 +61,7 @@ class GateSession(VenueSession):
                   payload: Any = None) -> None:
         now = time.time_ns()
         body: dict[str, Any] = {"time": now // 1_000_000_000, "time_ms": now // 1_000_000, "id": rid,
-                                "conn_id": self.conn_id, "trace_id": format(now & 0xFFFFFFFF, "08x"),
                                 "channel": channel, "event": event}
-        if payload is not None:
-            body["payload"] = payload
         body["error"] = error
         body["result"] = result if error is None else {"status": "failed"}
         self.conn.send_text(orjson.dumps(body))
@@ -91,9 +88,11 @@ class GateSession(VenueSession):
             return
         if channel == "spot.ping":
             now = time.time_ns()
-            self.conn.send_text(orjson.dumps({"time": now // 1_000_000_000, "time_ms": now // 1_000_000, "id": rid,
-                                              "conn_id": self.conn_id, "channel": "spot.pong", "event": "",
-                                              "result": None}))
+            pong: dict[str, Any] = {"time": now // 1_000_000_000, "time_ms": now // 1_000_000}
+            if rid is not None:
+                pong["id"] = rid
+            pong.update({"channel": "spot.pong", "event": "", "error": None, "result": None})
+            self.conn.send_text(orjson.dumps(pong))
             return
         if event == "api":
             self.conn.kind = "orders"
@@ -187,10 +186,13 @@ class GateApp(VenueApp):
             b = ",".join(f'["{px(t)}","{qty(q)}"]' for t, q in book.top_bids(100))
             a = ",".join(f'["{px(t)}","{qty(q)}"]' for t, q in book.top_asks(100))
             extra = '"full":true,"l":"100",'
+            return (f'{{"time":{now // 1_000_000_000},"time_ms":{now // 1_000_000},'
+                    f'"channel":"spot.order_book_update","event":"update","result":{{"t":{now // 1_000_000},'
+                    f'{extra}"s":"{inst.venue_symbol}","U":{first},"u":{book.update_id},"b":[{b}],"a":[{a}]}}}}')
         else:
             b = ",".join(f'["{px(t)}","{qty(q)}"]' for t, q in book.chg_bids.items())
             a = ",".join(f'["{px(t)}","{qty(q)}"]' for t, q in book.chg_asks.items())
-            extra = '"l":"100",'
+            extra = ""
         return (f'{{"time":{now // 1_000_000_000},"time_ms":{now // 1_000_000},"channel":"spot.order_book_update",'
                 f'"event":"update","result":{{"t":{now // 1_000_000},{extra}"e":"depthUpdate",'
                 f'"E":{now // 1_000_000_000},"s":"{inst.venue_symbol}","U":{first},"u":{book.update_id},'
