@@ -1,0 +1,476 @@
+"""The built-in market maker ([strategy.market_making]): fixed-spread or Avellaneda-Stoikov
+quotes around the mid, inventory skew, several levels, post-only, rounded to each
+venue's tick and lot, never crossing the book, within max_position counting open orders.
+
+A requote touches as few orders as possible: an order within `requote_threshold_bps` of
+its target stays, a young order (< `min_order_lifetime_ms`) stays, otherwise it is
+amended (all three venues support it) or cancelled and replaced after the cancel is
+acknowledged. Quotes are pulled when the book is stale, resyncing or risk is halted.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+
+from common.config import MarketMakingConfig
+from common.enums import Exchange, OrderSide, OrderType, TimeInForce, TradingState
+from strategy.api import MarketData, Strategy, StrategyContext, event_kind
+from strategy.orders import OrderRequest, RequestKind
+
+EMPTY = 0
+PENDING_NEW = 1
+LIVE = 2
+PENDING_CANCEL = 3
+PENDING_AMEND = 4
+
+# common.enums.OrderState values
+_ST_OPEN = frozenset({2, 3})  # NEW, PARTIALLY_FILLED
+_ST_TERMINAL = frozenset({4, 6, 7, 8})  # FILLED, CANCELED, REJECTED, EXPIRED
+_AMEND_DONE = frozenset({"AMENDED", "AMEND_REJECT", "REJECT", "RECONCILED"})
+_EPS = 1e-12
+_BUY = OrderSide.BUY
+_SELL = OrderSide.SELL
+
+
+def as_quotes(mid: float, q: float, gamma: float, sigma: float, tau_s: float, k: float) -> tuple[float, float]:
+    """Avellaneda-Stoikov reservation price and total spread.
+
+    r = s - q * gamma * sigma^2 * (T - t);  delta = gamma * sigma^2 * (T - t) + (2 / gamma) * ln(1 + gamma / k)
+    with s the mid, q the inventory (base units), sigma the mid volatility (price units per
+    sqrt(second)), T - t = tau_s seconds, k the order-book intensity (per price unit).
+    Quotes are r - delta/2 and r + delta/2.
+    """
+    g = gamma * sigma * sigma * tau_s
+    return mid - q * g, g + (2.0 / gamma) * math.log1p(gamma / k)
+
+
+def fixed_quotes(mid: float, q: float, spread_bps: float, skew_bps: float, max_position: float) -> tuple[float, float]:
+    """Fixed mode: reservation price skewed by `skew_bps` per max_position of inventory
+    (long inventory lowers both quotes), total spread `spread_bps` of the mid."""
+    r = mid - skew_bps * 1e-4 * mid * (q / max_position)
+    return r, spread_bps * 1e-4 * mid
+
+
+class VolEstimator:
+    """Mid volatility as a random walk: sigma^2 per second = sum(d mid^2) / sum(dt) over the
+    last `window` changes. O(1) per update, preallocated."""
+
+    __slots__ = ("n", "d2", "dt", "pos", "count", "sum_d2", "sum_dt", "last_mid", "last_ns")
+
+    def __init__(self, window: int) -> None:
+        self.n = max(2, window)
+        self.d2 = array("d", bytes(8 * self.n))
+        self.dt = array("d", bytes(8 * self.n))
+        self.pos = 0
+        self.count = 0
+        self.sum_d2 = 0.0
+        self.sum_dt = 0.0
+        self.last_mid = 0.0
+        self.last_ns = 0
+
+    def update(self, mid: float, now_ns: int) -> None:
+        if self.last_ns == 0:
+            self.last_mid = mid
+            self.last_ns = now_ns
+            return
+        dt = (now_ns - self.last_ns) * 1e-9
+        if dt <= 0.0 or mid == self.last_mid:
+            return
+        d = mid - self.last_mid
+        p = self.pos
+        self.sum_d2 += d * d - self.d2[p]
+        self.sum_dt += dt - self.dt[p]
+        self.d2[p] = d * d
+        self.dt[p] = dt
+        self.pos = (p + 1) % self.n
+        if self.count < self.n:
+            self.count += 1
+        self.last_mid = mid
+        self.last_ns = now_ns
+
+    def sigma(self) -> float:
+        """Price units per sqrt(second); 0 until two changes were seen."""
+        if self.count < 2 or self.sum_dt <= 0.0:
+            return 0.0
+        return math.sqrt(max(0.0, self.sum_d2) / self.sum_dt)
+
+
+class MarketMaker(Strategy):
+    """Quotes `levels` post-only orders per side on every configured (venue, symbol)."""
+
+    name = "market_making"
+
+    def __init__(self, cfg: MarketMakingConfig, stale_ms: float = 2000.0,
+                 amend_venues: tuple[int, ...] = (1, 2, 3), pending_timeout_ms: float = 5000.0) -> None:
+        self.cfg = cfg
+        self.levels = cfg.levels
+        self.stale_ns = int(stale_ms * 1e6)
+        self.min_life_ns = int(cfg.min_order_lifetime_ms * 1e6)
+        self.pending_timeout_ns = int(pending_timeout_ms * 1e6)
+        self.thr = cfg.requote_threshold_bps * 1e-4
+        self.amend_venues = frozenset(amend_venues)
+        self.as_mode = cfg.mode == "avellaneda_stoikov"
+        self.pairs: list[tuple[int, int]] = []
+        self.pair_of: dict[int, int] = {}  # state index (venue * n_instr + instr) -> pair
+        self.ctx: StrategyContext | None = None
+        self.n_instr = 0
+        self.quotes_sent = 0
+        self.amends_sent = 0
+        self.cancels_sent = 0
+        self.pulls = 0
+
+    # ---- life cycle ----------------------------------------------------------
+    def on_start(self, ctx: StrategyContext) -> list[OrderRequest] | None:
+        self.ctx = ctx
+        st = ctx.state
+        self.state = st
+        self.n_instr = st.n_instr
+        venues = [Exchange.from_name(v) for v in self.cfg.venues]
+        active = set(ctx.venues)
+        for v in venues:
+            if int(v) not in active:
+                continue
+            for sym in self.cfg.symbols:
+                i = ctx.instruments.id_for(sym)
+                if not st.in_range(int(v), i):
+                    continue
+                self.pair_of[int(v) * st.n_instr + i] = len(self.pairs)
+                self.pairs.append((int(v), i))
+        n = len(self.pairs) * 2 * self.levels
+        self.s_status = [EMPTY] * n
+        self.s_cid = [""] * n
+        self.s_px = [0.0] * n
+        self.s_qty = [0.0] * n
+        self.s_ns = [0] * n
+        self.s_req: list[OrderRequest | None] = [None] * n
+        self.s_want_px = [0.0] * n
+        self.s_want_qty = [0.0] * n
+        self.cid_slot: dict[str, int] = {}
+        self.symbols = [ctx.symbol(v, i) for v, i in self.pairs]
+        self.specs = [ctx.spec(v, i) for v, i in self.pairs]
+        self.vol = [VolEstimator(self.cfg.volatility_window) for _ in self.pairs]
+        self.last_mid = [0.0] * len(self.pairs)
+        self.last_pos = [0.0] * len(self.pairs)
+        self.dirty = [True] * len(self.pairs)
+        self.pulled = [False] * len(self.pairs)
+        return None
+
+    def on_stop(self) -> None:
+        return None
+
+    def on_halt(self, reason: str) -> None:
+        # the host cancels everything; forget pending intents so nothing is re-placed
+        for p in range(len(self.pairs)):
+            self.dirty[p] = True
+
+    # ---- market data -----------------------------------------------------------
+    def on_market_data(self, md: MarketData) -> list[OrderRequest] | None:
+        p = self.pair_of.get(md._k, -1)
+        if p < 0:
+            return None
+        k = md._t[0]
+        if k == 2:  # trade: nothing to requote
+            return None
+        mid = md.mid
+        if self.as_mode and mid > 0.0:
+            self.vol[p].update(mid, md.now_ns)
+        if not self.dirty[p] and md.state.valid_f[md._k] == 1:
+            # skip the full requote while nothing can have changed enough
+            last = self.last_mid[p]
+            if abs(mid - last) < 0.25 * self.thr * last:
+                return None
+        return self.requote(p, md.now_ns)
+
+    def on_timer(self, now_ns: int) -> list[OrderRequest] | None:
+        out: list[OrderRequest] | None = None
+        for p in range(len(self.pairs)):
+            r = self.requote(p, now_ns)
+            if r:
+                if out is None:
+                    out = r
+                else:
+                    out.extend(r)
+        return out
+
+    # ---- quote maths -------------------------------------------------------------
+    def targets(self, p: int, now_ns: int) -> tuple[float, float, float, float] | None:
+        """(reservation price, half spread, best bid, best ask) for pair p, or None to pull."""
+        v, i = self.pairs[p]
+        ctx = self.ctx
+        st = self.state
+        k = v * self.n_instr + i
+        if st.valid_f[k] != 1 or st.resync_f[k] == 1:
+            return None
+        t = st.update_ns_f[k]
+        if t == 0 or now_ns - t > self.stale_ns:
+            return None
+        if not ctx.venue_ready(v):
+            return None
+        bid = st.bid_px_f[k]
+        ask = st.ask_px_f[k]
+        if not (0.0 < bid < ask):
+            return None
+        mid = (bid + ask) * 0.5
+        q = ctx.position(v, i)
+        cfg = self.cfg
+        if self.as_mode:
+            sigma = self.vol[p].sigma()
+            r, delta = as_quotes(mid, q, cfg.risk_aversion, sigma, cfg.horizon_s, cfg.intensity)
+            half = max(delta * 0.5, cfg.spread_bps * 0.5e-4 * mid)
+        else:
+            r, spread = fixed_quotes(mid, q, cfg.spread_bps, cfg.skew_bps, cfg.max_position)
+            half = spread * 0.5
+        return r, half, bid, ask
+
+    def ladder(self, p: int, r: float, half: float, bid: float, ask: float,
+               room_buy: float, room_sell: float) -> None:
+        """Fill s_want_px / s_want_qty of pair p: rounded, never crossing, within the rooms.
+        Slots with a request in flight get no room (their quantity is already counted)."""
+        spec = self.specs[p]
+        tick = spec.tick_size
+        spacing = self.cfg.level_spacing_bps * 1e-4 * (bid + ask) * 0.5
+        size = spec.round_qty(self.cfg.order_size)
+        min_qty = spec.min_qty
+        min_notional = spec.min_notional
+        L = self.levels
+        base = p * 2 * L
+        status = self.s_status
+        max_bid = spec.round_px(ask - tick, 1)
+        min_ask = spec.round_px(bid + tick, -1)
+        prev_bid = math.inf
+        prev_ask = 0.0
+        for lvl in range(L):
+            bpx = spec.round_px(r - half - lvl * spacing, 1)
+            if bpx > max_bid:
+                bpx = max_bid
+            if bpx >= prev_bid:
+                bpx = spec.round_px(prev_bid - tick, 1)
+            prev_bid = bpx
+            s = base + lvl
+            qty = size if size <= room_buy else spec.round_qty(room_buy)
+            if qty < min_qty or qty <= 0.0 or qty * bpx < min_notional or bpx <= 0.0 or busy(status[s]):
+                qty = 0.0
+            room_buy -= qty
+            self.s_want_px[s] = bpx
+            self.s_want_qty[s] = qty
+            apx = spec.round_px(r + half + lvl * spacing, -1)
+            if apx < min_ask:
+                apx = min_ask
+            if apx <= prev_ask:
+                apx = spec.round_px(prev_ask + tick, -1)
+            prev_ask = apx
+            s = base + L + lvl
+            qty = size if size <= room_sell else spec.round_qty(room_sell)
+            if qty < min_qty or qty <= 0.0 or qty * apx < min_notional or busy(status[s]):
+                qty = 0.0
+            room_sell -= qty
+            self.s_want_px[s] = apx
+            self.s_want_qty[s] = qty
+
+    def requote(self, p: int, now_ns: int) -> list[OrderRequest] | None:
+        """Reconcile pair p's orders with its targets; returns the requests to send."""
+        if self.specs[p] is None:
+            v, i = self.pairs[p]
+            self.specs[p] = self.ctx.spec(v, i)
+            if self.specs[p] is None:
+                return None
+        self._expire_pending(p, now_ns)
+        L = self.levels
+        base = p * 2 * L
+        tgt = self.targets(p, now_ns)
+        tstate = self.ctx.trading_state
+        if tgt is None or tstate is TradingState.HALTED:
+            self.dirty[p] = True
+            return self._pull(p)
+        r, half, bid, ask = tgt
+        v, i = self.pairs[p]
+        q = self.ctx.position(v, i)
+        mp = self.cfg.max_position
+        # worst case: every resting buy fills, plus orders being cancelled (they may fill first)
+        status = self.s_status
+        pend_buy = 0.0
+        pend_sell = 0.0
+        for s in range(base, base + 2 * L):
+            if status[s] != EMPTY and status[s] != LIVE:
+                if s < base + L:
+                    pend_buy += self.s_qty[s]
+                else:
+                    pend_sell += self.s_qty[s]
+        room_buy = mp - q - pend_buy
+        room_sell = mp + q - pend_sell
+        if tstate is TradingState.REDUCING:
+            room_buy = min(room_buy, -q) if q < 0.0 else 0.0
+            room_sell = min(room_sell, q) if q > 0.0 else 0.0
+        self.ladder(p, r, half, bid, ask, room_buy, room_sell)
+        self.last_mid[p] = (bid + ask) * 0.5
+        self.dirty[p] = False
+        self.pulled[p] = False
+        out = None
+        thr = self.thr * (bid + ask) * 0.5
+        for s in range(base, base + 2 * L):
+            st = status[s]
+            want_qty = self.s_want_qty[s]
+            want_px = self.s_want_px[s]
+            req = None
+            if st == EMPTY:
+                if want_qty > 0.0:
+                    req = OrderRequest(RequestKind.NEW, self.symbols[p], _BUY if s < base + L else _SELL,
+                                       want_qty, want_px, OrderType.LIMIT, TimeInForce.POST_ONLY,
+                                       strategy_id=self.strategy_id, venue=Exchange(v), instr_id=i)
+                    req.ts_ns = now_ns
+                    status[s] = PENDING_NEW
+                    self.s_req[s] = req
+                    self.s_px[s] = want_px
+                    self.s_qty[s] = want_qty
+                    self.s_ns[s] = now_ns
+                    self.quotes_sent += 1
+            elif st == LIVE:
+                cur_qty = self.s_qty[s]
+                if want_qty <= 0.0 or cur_qty > want_qty * (1.0 + 1e-9) + _EPS:
+                    req = self._cancel_slot(s, p)  # less room than the order holds: shrink now
+                elif abs(self.s_px[s] - want_px) <= thr:
+                    continue  # close enough (a partly filled order keeps its smaller size)
+                elif now_ns - self.s_ns[s] < self.min_life_ns:
+                    continue
+                elif v in self.amend_venues and abs(self.s_qty[s] - want_qty) <= 1e-9 + 1e-9 * want_qty:
+                    req = OrderRequest(RequestKind.AMEND, self.symbols[p], qty=want_qty, px=want_px,
+                                       target_cl_ord_id=self.s_cid[s], venue=Exchange(v), instr_id=i)
+                    req.side = _BUY if s < base + L else _SELL
+                    req.ts_ns = now_ns
+                    status[s] = PENDING_AMEND
+                    self.s_want_px[s] = want_px
+                    self.amends_sent += 1
+                else:
+                    req = self._cancel_slot(s, p)
+            if req is not None:
+                if out is None:
+                    out = [req]
+                else:
+                    out.append(req)
+        return out
+
+    def _cancel_slot(self, s: int, p: int) -> OrderRequest:
+        v, i = self.pairs[p]
+        self.s_status[s] = PENDING_CANCEL
+        self.cancels_sent += 1
+        req = OrderRequest(RequestKind.CANCEL, self.symbols[p], target_cl_ord_id=self.s_cid[s],
+                           venue=Exchange(v), instr_id=i)
+        return req
+
+    def _pull(self, p: int) -> list[OrderRequest] | None:
+        L = self.levels
+        base = p * 2 * L
+        out = None
+        for s in range(base, base + 2 * L):
+            if self.s_status[s] == LIVE or (self.s_status[s] == PENDING_AMEND and self.s_cid[s]):
+                req = self._cancel_slot(s, p)
+                if out is None:
+                    out = [req]
+                else:
+                    out.append(req)
+        if out:
+            self.pulls += 1
+            self.pulled[p] = True
+        return out
+
+    def _expire_pending(self, p: int, now_ns: int) -> None:
+        """A NEW the OMS never assigned an id to (refused) frees its slot."""
+        L = self.levels
+        base = p * 2 * L
+        for s in range(base, base + 2 * L):
+            if self.s_status[s] == PENDING_NEW and not self.s_cid[s]:
+                req = self.s_req[s]
+                if req is not None and req.cl_ord_id:
+                    self.s_cid[s] = req.cl_ord_id
+                    self.cid_slot[req.cl_ord_id] = s
+                elif now_ns - self.s_ns[s] > self.pending_timeout_ns:
+                    self._free(s)
+
+    def _free(self, s: int) -> None:
+        cid = self.s_cid[s]
+        if cid:
+            self.cid_slot.pop(cid, None)
+        self.s_status[s] = EMPTY
+        self.s_cid[s] = ""
+        self.s_req[s] = None
+        self.s_qty[s] = 0.0
+        self.s_px[s] = 0.0
+
+    # ---- order events ---------------------------------------------------------------
+    def _slot_for(self, cid: str) -> int:
+        s = self.cid_slot.get(cid, -1)
+        if s >= 0:
+            return s
+        for s, req in enumerate(self.s_req):
+            if req is not None and req.cl_ord_id == cid and self.s_status[s] != EMPTY:
+                self.s_cid[s] = cid
+                self.cid_slot[cid] = s
+                return s
+        return -1
+
+    def on_request_denied(self, req: OrderRequest, reason_code: int, reason: str) -> None:
+        kind = req.kind
+        if kind == RequestKind.NEW:
+            for s, r in enumerate(self.s_req):
+                if r is req and self.s_status[s] == PENDING_NEW:
+                    self._free(s)
+                    p = s // (2 * self.levels)
+                    self.dirty[p] = True
+                    return
+        elif kind == RequestKind.AMEND or kind == RequestKind.CANCEL:
+            s = self.cid_slot.get(req.target_cl_ord_id, -1)
+            if s >= 0 and reason_code == 13:  # Reason.UNKNOWN_ORDER: the order is gone
+                self._free(s)
+                self.dirty[s // (2 * self.levels)] = True
+            elif s >= 0 and self.s_status[s] in (PENDING_AMEND, PENDING_CANCEL):
+                self.s_status[s] = LIVE
+                self.dirty[s // (2 * self.levels)] = True
+
+    def on_order_event(self, ev) -> list[OrderRequest] | None:
+        order = ev.order
+        cid = order.cl_ord_id
+        s = self._slot_for(cid)
+        if s < 0:
+            return None
+        self.dirty[s // (2 * self.levels)] = True
+        state = int(order.state)
+        if state in _ST_TERMINAL:
+            self._free(s)
+            return None
+        rem = order.qty - order.filled_qty
+        if state in _ST_OPEN:
+            st = self.s_status[s]
+            kind = event_kind(ev)
+            if st == PENDING_CANCEL and kind != "CANCEL_REJECT" and kind != "RECONCILED":
+                # a fill while our cancel is in flight: keep waiting for the cancel
+                self.s_qty[s] = rem
+                return None
+            if st == PENDING_AMEND and kind not in _AMEND_DONE:
+                self.s_qty[s] = rem  # a fill while the amend is in flight
+                return None
+            if self.s_status[s] != LIVE:
+                self.s_ns[s] = self.ctx.now_ns()
+            self.s_status[s] = LIVE
+            self.s_px[s] = order.px
+            self.s_qty[s] = rem
+            return None
+        # PENDING_* / UNKNOWN: the OMS is resolving it; keep the slot as it is
+        return None
+
+    # ---- introspection (tests, monitor) -----------------------------------------------
+    def working(self, p: int = -1) -> list[tuple]:
+        """(pair, side, level, status, cl_ord_id, px, qty) of every non-empty slot."""
+        out = []
+        L = self.levels
+        for s, st in enumerate(self.s_status):
+            pp = s // (2 * L)
+            if st != EMPTY and (p < 0 or pp == p):
+                side = 1 if (s - pp * 2 * L) < L else -1
+                out.append((pp, side, (s - pp * 2 * L) % L, st, self.s_cid[s], self.s_px[s], self.s_qty[s]))
+        return out
+
+
+def busy(status: int) -> bool:
+    """A request is in flight for the slot (new, cancel or amend)."""
+    return status != EMPTY and status != LIVE
