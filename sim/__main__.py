@@ -35,6 +35,7 @@ def parse_args(argv: list[str]) -> dict:
     p.add_argument("--depth-levels", type=int, help="book levels kept per side (>= 50, default 100)")
     p.add_argument("--fault", action="append", dest="faults", metavar="VENUE:NAME[@EVERY_S][,k=v]",
                    help="inject a fault (repeatable)")
+    p.add_argument("--paused", action="store_true", default=None, help="start with market data paused")
     p.add_argument("--trigger-ms", type=int, help="trigger mode: quiet book, jump every N ms")
     p.add_argument("--trigger-jump-bps", type=float, help="trigger jump size in bps (default 50)")
     p.add_argument("--probe-file", help="append timing-probe records as JSON lines")

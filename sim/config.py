@@ -41,6 +41,7 @@ class SimConfig:
     maker_fee: float = 0.0008
     taker_fee: float = 0.001
     faults: list[dict] = field(default_factory=list)
+    paused: bool = False  # start with market data paused (resume via control)
     trigger_ms: int = 0
     trigger_jump_bps: float = 50.0
     probe_file: str = ""

@@ -44,7 +44,7 @@ class Simulator:
         self.faults = FaultManager(self)
         self.urls: dict[str, Any] = {}
         self.rate = float(cfg.rate)
-        self.paused = False
+        self.paused = cfg.paused
         self.trigger_ms = cfg.trigger_ms
         self.trigger_jump_bps = cfg.trigger_jump_bps
         self.trigger_symbol: str | None = None

@@ -131,6 +131,10 @@ def _cli_args(opts: dict[str, Any]) -> list[str]:
         flag = "--" + key.replace("_", "-")
         if key == "symbols" and not isinstance(value, str):
             value = ",".join(value)
+        if isinstance(value, bool):
+            if value:
+                args.append(flag)
+            continue
         if key == "faults":
             for f in value:
                 args += ["--fault", f]

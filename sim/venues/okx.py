@@ -32,6 +32,18 @@ def ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def checksum_of(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> int:
+    """CRC32 of the top 25 levels interleaved bid/ask as `px:sz`, as a signed 32-bit int."""
+    parts = []
+    for i in range(25):
+        if i < len(bids):
+            parts.append(f"{bids[i][0]}:{bids[i][1]}")
+        if i < len(asks):
+            parts.append(f"{asks[i][0]}:{asks[i][1]}")
+    c = zlib.crc32(":".join(parts).encode())
+    return c - (1 << 32) if c >= 1 << 31 else c
+
+
 def level_count(lots: int) -> int:
     return 1 + lots % 7
 
@@ -211,16 +223,8 @@ class OkxApp(VenueApp):
 
     def checksum(self, book: Book) -> int:
         inst = book.inst
-        bids = book.top_bids(25)
-        asks = book.top_asks(25)
-        parts = []
-        for i in range(25):
-            if i < len(bids):
-                parts.append(f"{inst.px(bids[i][0])}:{inst.qty(bids[i][1])}")
-            if i < len(asks):
-                parts.append(f"{inst.px(asks[i][0])}:{inst.qty(asks[i][1])}")
-        c = zlib.crc32(":".join(parts).encode())
-        return c - (1 << 32) if c >= 1 << 31 else c
+        return checksum_of([(inst.px(t), inst.qty(q)) for t, q in book.top_bids(25)],
+                           [(inst.px(t), inst.qty(q)) for t, q in book.top_asks(25)])
 
     def books_frame(self, book: Book, action: str) -> str:
         inst = book.inst

@@ -1,0 +1,282 @@
+"""Simulator unit tests: signing rules (verified vectors), checksum, number formats, generator
+determinism and matching-engine rules. No sockets."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim import auth
+from sim.engine import BUY, SELL, UNKNOWN_ORDER, WOULD_TAKE, Engine
+from sim.market import Book, Instrument, Market, fmt_units, to_units
+from sim.venues.okx import checksum_of
+
+pytestmark = pytest.mark.unit
+
+BIN_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
+BIN_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
+
+
+# -- signatures (vectors from shared/PROTOCOLS.md, verified there) ----------------------
+def test_binance_rest_vector():
+    q = "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559"
+    payload = auth.binance_rest_payload(q + "&signature=abc", b"")
+    assert payload == q
+    assert auth.binance_hmac_hex(BIN_SECRET, payload) == \
+        "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"
+
+
+def test_binance_rest_vector_percent_encoded():
+    q = ("symbol=%EF%BC%91%EF%BC%92%EF%BC%93%EF%BC%94%EF%BC%95%EF%BC%96&side=BUY&type=LIMIT&timeInForce=GTC"
+         "&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559")
+    assert auth.binance_hmac_hex(BIN_SECRET, auth.binance_rest_payload(q, b"")) == \
+        "e1353ec6b14d888f1164ae9af8228a3dbd508bc82eb867db8ab6046442f33ef3"
+
+
+def test_binance_ws_vector_sorted_params():
+    params = {"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.01000000",
+              "price": "52000.00", "recvWindow": 100, "timestamp": 1645423376532, "apiKey": BIN_KEY,
+              "signature": "ignored"}
+    payload = auth.binance_ws_payload(params)
+    assert payload.startswith("apiKey=") and "signature" not in payload
+    assert auth.binance_hmac_hex(BIN_SECRET, payload) == \
+        "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24"
+    assert auth.hmac_hex_equal(auth.binance_hmac_hex(BIN_SECRET, payload),
+                               "AA1B5712C094BC4E57C05A1A5C1FD8D88DCD628338EA863FEC7B88E59FE2DB24")
+
+
+def test_binance_ws_vector_non_ascii():
+    params = {"symbol": "１２３４５６", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+              "quantity": "1.00000000", "price": "0.10000000", "recvWindow": 5000, "timestamp": 1645423376532,
+              "apiKey": BIN_KEY}
+    assert auth.binance_hmac_hex(BIN_SECRET, auth.binance_ws_payload(params)) == \
+        "b33892ae8e687c939f4468c6268ddd4c40ac1af18ad19a064864c47bae0752cd"
+
+
+def test_binance_session_logon_vector():
+    payload = auth.binance_ws_payload({"apiKey": BIN_KEY, "timestamp": 1649729878532})
+    assert auth.binance_hmac_hex(BIN_SECRET, payload) == \
+        "1cf54395b336b0a9727ef27d5d98987962bc47aca6e13fe978612d0adee066ed"
+
+
+def test_ed25519_accept_and_reject():
+    payload = "apiKey=sim-ed25519-key&timestamp=1"
+    sig = auth.ed25519_sign_b64(auth.TEST_ED25519_PRIVATE_KEY_B64, payload)
+    assert auth.ed25519_verify_b64(auth.TEST_ED25519_PUBLIC_KEY_B64, payload, sig)
+    assert not auth.ed25519_verify_b64(auth.TEST_ED25519_PUBLIC_KEY_B64, payload + "0", sig)
+    assert not auth.ed25519_verify_b64(auth.TEST_ED25519_PUBLIC_KEY_B64, payload, "not base64!")
+
+
+def test_gate_rest_vectors():
+    assert auth.gate_rest_sign("secret", "GET", "/api/v4/futures/orders", "contract=BTC_USD&status=finished&limit=50",
+                               b"", "1541993715") == (
+        "55f84ea195d6fe57ce62464daaa7c3c02fa9d1dde954e4c898289c9a2407a3d6fb3faf24deff16790d726b66ac9f7452"
+        "6668b13bd01029199cc4fcc522418b8a")
+    body = b'{"contract":"BTC_USD","type":"limit","size":100,"price":6800,"time_in_force":"gtc"}'
+    assert auth.gate_rest_sign("secret", "POST", "/api/v4/futures/orders", "", body, "1541993715") == (
+        "eae42da914a590ddf727473aff25fc87d50b64783941061f47a3fdb92742541fc4c2c14017581b4199a1418d54471c26"
+        "9c03a38d788d802e2c306c37636389f0")
+
+
+def test_okx_login_illustration():
+    assert auth.okx_ws_login_sign("22582BD0CFF14C41EDBF1AB98506286D", "1538054050") == \
+        "+LdIr8lkkvhr5hoA3g9TMC0+uQJ849ftAcocA/ouu4M="
+    assert auth.okx_sign("22582BD0CFF14C41EDBF1AB98506286D",
+                         "2020-12-08T09:08:57.715ZGET/api/v5/account/balance?ccy=BTC") == \
+        "HiZhvSfMtWJA3uUIVXV3a/bSXNPCWvYFXoGCVS8V4zY="
+
+
+def test_okx_checksum_vectors():
+    assert checksum_of([("3366.1", "7"), ("3366", "6")], [("3366.8", "9"), ("3368", "8")]) == -1881014294
+    assert checksum_of([("3366.1", "7")], [("3366.8", "9"), ("3368", "8"), ("3372", "8")]) == 831078360
+
+
+# -- number formats -------------------------------------------------------------------
+@pytest.mark.parametrize("s,dec,units", [("0.1", 1, 1), ("60000.01", 2, 6000001), ("5", 3, 5000),
+                                         ("0.00001", 5, 1)])
+def test_units_round_trip(s, dec, units):
+    assert to_units(s, dec) == units
+    assert fmt_units(units, dec) == s.rstrip("0").rstrip(".") if "." in s else s
+
+
+def test_instrument_formats():
+    b = Instrument("binance", "BTC-USDT", 0)
+    o = Instrument("okx", "BTC-USDT", 0)
+    assert b.px(6000001) == "60000.01000000" and b.qty(150) == "0.00150000"
+    assert o.px(600001) == "60000.1" and o.px(600000) == "60000"
+    assert b.parse_px("60000.01") == 6000001 and b.parse_px("60000.015") is None
+    assert b.parse_qty("0.00001") == 1 and b.parse_qty("0.000015") is None and b.parse_qty("-1") is None
+    assert b.parse_px("abc") is None and b.parse_px("0") is None
+
+
+# -- generator ---------------------------------------------------------------------------
+def _run(seed: int, steps: int = 300) -> list:
+    m = Market(["BTC-USDT", "ETH-USDT"], ("binance", "okx", "gate"), seed, 100)
+    out = []
+    for _ in range(steps):
+        for st in m.symbols.values():
+            m.advance_fair(st)
+            for v, b in st.books.items():
+                b.begin_step()
+                b.step(m.venue_mid(st, v), m.trade_rate)
+                out.append((v, st.symbol, dict(b.chg_bids), dict(b.chg_asks), list(b.trades), b.last_top))
+    return out
+
+
+def test_generator_deterministic_for_seed():
+    assert _run(7) == _run(7)
+    assert _run(7) != _run(8)
+
+
+def test_generator_book_shape():
+    m = Market(["BTC-USDT"], ("binance", "okx", "gate"), 3, 100)
+    st = m.symbols["BTC-USDT"]
+    trades = 0
+    for _ in range(2000):
+        m.advance_fair(st)
+        for v, b in st.books.items():
+            b.begin_step()
+            b.step(m.venue_mid(st, v), m.trade_rate)
+            trades += len(b.trades)
+            assert b.best_bid() < b.best_ask()
+            assert len(b.bid_keys) >= 50 and len(b.ask_keys) >= 50
+            assert sorted(b.bids, reverse=True) == [-k for k in b.bid_keys]
+    assert trades > 500
+    mids = {v: (b.best_bid() * b.inst.tick + b.best_ask() * b.inst.tick) / 2 for v, b in st.books.items()}
+    assert len({round(x, 2) for x in mids.values()}) > 1  # venues differ a little
+    assert max(mids.values()) / min(mids.values()) < 1.002
+
+
+# -- matching engine ---------------------------------------------------------------------
+def _engine() -> tuple[Engine, Book]:
+    import random
+
+    inst = Instrument("binance", "BTC-USDT", 0)
+    book = Book(inst, random.Random(1), 60)
+    for i in range(60):
+        book.set_bid(100000 - i, 1000)
+        book.set_ask(100001 + i, 1000)
+    book.begin_step()
+    eng = Engine("binance", {"BTC-USDT": book}, {"USDT": 1_000_000.0, "BTC": 100.0}, 1000.0, 0.0, 0.001)
+    return eng, book
+
+
+def _place(eng, side, ticks, lots, tif="GTC", post_only=False, cid=""):
+    inst = eng.books["BTC-USDT"].inst
+    o = eng.new_order("k", inst, side, ticks, lots, tif, post_only, cid)
+    return o, eng.place(o)
+
+
+def _trade(book, eng, taker, ticks, lots):
+    book.begin_step()
+    book.trades.append((taker, ticks, lots, 1))
+    eng.on_book_step("BTC-USDT")
+
+
+def test_resting_order_queues_behind_displayed_then_fills_partially():
+    eng, book = _engine()
+    o, why = _place(eng, BUY, 100000, 500)  # behind 1000 displayed
+    assert why == "" and o.status == "NEW" and o.queue_ahead == 1000
+    _trade(book, eng, SELL, 100000, 800)
+    assert o.filled_lots == 0 and o.queue_ahead == 200
+    _trade(book, eng, SELL, 100000, 400)
+    assert o.filled_lots == 200 and o.status == "PARTIALLY_FILLED"
+    _trade(book, eng, SELL, 100000, 1000)
+    assert o.status == "FILLED" and o.filled_lots == 500
+    assert all(f.maker for f in eng.recent_fills("k"))
+
+
+def test_price_time_priority_between_own_orders():
+    eng, book = _engine()
+    a, _ = _place(eng, SELL, 100001, 300, cid="a")
+    b, _ = _place(eng, SELL, 100001, 300, cid="b")
+    better, _ = _place(eng, SELL, 100002, 300, cid="c")
+    _trade(book, eng, BUY, 100001, 1000 + 400)
+    assert a.status == "FILLED" and b.filled_lots == 100 and better.filled_lots == 0
+
+
+def test_trade_through_better_price_fills_first():
+    eng, book = _engine()
+    o, _ = _place(eng, BUY, 99990, 100)
+    _trade(book, eng, SELL, 99980, 50)  # a sell printed below our bid: we were ahead
+    assert o.filled_lots == 50
+
+
+def test_book_moving_through_resting_order_fills_it():
+    eng, book = _engine()
+    o, _ = _place(eng, BUY, 99995, 100)
+    book.begin_step()
+    for t in list(book.ask_keys):
+        book.set_ask(t, 0)
+    book.set_ask(99995, 700)
+    eng.on_book_step("BTC-USDT")
+    assert o.status == "FILLED"
+
+
+def test_crossing_order_takes_as_taker_and_consumes_book():
+    eng, book = _engine()
+    o, why = _place(eng, BUY, 100002, 1500)
+    assert why == ""
+    assert o.filled_lots == 1500 and o.status == "FILLED"
+    assert 100001 not in book.asks and book.asks[100002] == 500
+    assert not any(f.maker for f in eng.recent_fills("k"))
+
+
+def test_post_only_would_cross_is_rejected():
+    eng, _ = _engine()
+    o, why = _place(eng, BUY, 100001, 10, post_only=True)
+    assert why == WOULD_TAKE and o.status == "REJECTED" and not eng.orders
+    o, why = _place(eng, BUY, 100000, 10, post_only=True)
+    assert why == "" and o.status == "NEW"
+
+
+def test_ioc_and_fok():
+    eng, book = _engine()
+    o, _ = _place(eng, BUY, 100001, 1500, tif="IOC")
+    assert o.filled_lots == 1000 and o.status == "EXPIRED"
+    o, _ = _place(eng, BUY, 100002, 5000, tif="FOK")
+    assert o.filled_lots == 0 and o.status == "EXPIRED" and book.asks[100002] == 1000
+    o, _ = _place(eng, BUY, 100002, 1000, tif="FOK")
+    assert o.status == "FILLED"
+
+
+def test_cancel_and_cancel_of_filled_order():
+    eng, book = _engine()
+    o, _ = _place(eng, BUY, 99000, 100)
+    usdt_locked = eng.account("k")["USDT"][1]
+    assert usdt_locked > 0
+    assert eng.cancel(o) == "" and o.status == "CANCELED"
+    assert eng.account("k")["USDT"][1] == pytest.approx(0.0)
+    assert eng.cancel(o) == UNKNOWN_ORDER
+    f, _ = _place(eng, BUY, 100001, 10)
+    assert f.status == "FILLED" and eng.cancel(f) == UNKNOWN_ORDER
+
+
+def test_insufficient_balance_and_duplicate_client_id():
+    eng, _ = _engine()
+    _o, why = _place(eng, SELL, 200000, 101 * 10**5)  # 101 BTC > 100
+    assert why == "insufficient_balance"
+    _o, why = _place(eng, BUY, 90000, 10, cid="x")
+    assert why == ""
+    _o, why = _place(eng, BUY, 90000, 10, cid="x")
+    assert why == "duplicate_client_id"
+
+
+def test_amend_keeps_or_loses_priority():
+    eng, book = _engine()
+    a, _ = _place(eng, BUY, 100000, 500)
+    assert eng.amend(a, None, 400, keep_priority=True) == ""
+    assert a.lots == 400 and a.queue_ahead == 1000
+    assert eng.amend(a, 99999, None) == ""
+    assert a.ticks == 99999 and a.queue_ahead == 1000
+    assert eng.amend(a, 100001, None) == ""  # crossing amend takes liquidity
+    assert a.status == "FILLED"
+
+
+def test_fees_and_balances():
+    eng, _ = _engine()
+    o, _ = _place(eng, BUY, 100001, 1000)  # 0.01 BTC at 1000.01 as taker (fee 0.1% in BTC)
+    acc = eng.account("k")
+    assert o.status == "FILLED"
+    assert acc["BTC"][0] == pytest.approx(100 + 0.01 - 0.00001)
+    assert acc["USDT"][0] == pytest.approx(1_000_000 - 10.0001)
+    assert acc["USDT"][1] == pytest.approx(0.0)
