@@ -79,6 +79,11 @@ class VenueConfig:
     ws_url: str = ""  # market data (OKX: public)
     ws_api_url: str = ""  # order entry (Binance WS API, OKX private, Gate same as ws_url)
     symbols: list[str] = field(default_factory=list)  # empty: the strategy's symbols
+    # client-side order rate limits (0: the venue's published default, see oms/ratelimit.py)
+    order_rate: float = 0.0  # new + amend requests per second
+    order_burst: int = 0
+    cancel_rate: float = 0.0
+    cancel_burst: int = 0
 
 
 LIVE_URLS = {

@@ -81,7 +81,7 @@ class HttpClient:
                     self._drop()
                     if fresh or attempt:  # a reused keep-alive connection may have been closed: retry once
                         raise HttpError(f"{method} {self.host}:{self.port}{path.split('?')[0]}: {e!r}") from None
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     self._drop()
                     raise HttpError(f"{method} {self.host}:{self.port}{path.split('?')[0]}: timed out") from None
         raise HttpError("unreachable")

@@ -196,7 +196,7 @@ class Gateway:
             transport, _ = await asyncio.wait_for(
                 ws_connect(lambda: _Listener(self), url, enable_auto_ping=False,
                            websocket_handshake_timeout=timeout_s), timeout_s)
-        except (OSError, asyncio.TimeoutError, Exception) as e:  # picows raises its own WSError types
+        except (TimeoutError, OSError, Exception) as e:  # picows raises its own WSError types
             self.reason = f"connect failed: {type(e).__name__}"
             raise GatewayError(f"{self.venue.key}: cannot connect to {url}: {type(e).__name__}: {e}") from None
         self.transport = transport
@@ -209,7 +209,7 @@ class Gateway:
             await asyncio.wait_for(self.login(), timeout_s)
             self.reason = "subscribing"
             await asyncio.wait_for(self.subscribe_private(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.reason = "login/subscribe timed out"
             self.drop()
             raise GatewayError(f"{self.venue.key}: login or private subscription timed out") from None

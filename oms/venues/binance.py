@@ -441,7 +441,8 @@ def decode_amend_result(r: dict, cl: str) -> list[Update]:
     if "amendedOrder" in r:
         o = r["amendedOrder"]
         return [Update(U_AMEND_ACK, cl_ord_id=cl, venue_ord_id=str(o.get("orderId", "")),
-                       qty=fnum(o.get("origQty")), px=fnum(o.get("price")), cum_qty=fnum(o.get("executedQty")))]
+                       qty=fnum(o.get("qty") or o.get("origQty")), px=fnum(o.get("price")),
+                       cum_qty=fnum(o.get("executedQty")))]
     out = []
     cr = r.get("cancelResponse")
     if isinstance(cr, dict):

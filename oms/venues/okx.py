@@ -12,7 +12,7 @@ import base64
 import hashlib
 import hmac
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 
@@ -58,7 +58,7 @@ def login_payload(ts_s: str) -> str:
 
 
 def iso_ms(epoch_ms: int) -> str:
-    dt = datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc)
+    dt = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 

@@ -1,0 +1,1001 @@
+"""OrderManager: the one object strategies, run.py and manual tools use to trade.
+
+Contract (the strategy host and run.py code against exactly this):
+
+    om = OrderManager(cfg, instruments, events_ring=None, counters=None)
+    await om.start(venues=None)      # open + authenticate each venue's order connection, subscribe
+                                     # its private streams, load tick/lot/min-notional (and OKX
+                                     # instIdCode) from REST, reconcile, arm dead-man switches;
+                                     # returns when every venue is ready (raises GatewayError if one
+                                     # cannot start)
+    await om.stop(cancel_all=True)   # cancel everything (optional), disarm dead-man, close
+    cl = om.submit(req)              # synchronous fast path, call from inside the running loop:
+                                     # NEW / CANCEL / AMEND / CANCEL_ALL. Assigns cl_ord_id when
+                                     # empty, creates the Order (PENDING_NEW), encodes + signs + sends
+                                     # on the pre-opened connection at once, writes the event record.
+                                     # Returns the cl_ord_id acted on (AMEND on Binance with a new
+                                     # price: the replacement's new id; CANCEL_ALL: "*"), or "" when
+                                     # not accepted; then `om.last_reject_reason` says why
+                                     # ("okx: reconciling", "binance: rate limited", ...).
+    order = await om.place_order(req, timeout=5.0)   # manual orders: submit, then await the first
+                                     # venue answer (ack / reject); UNKNOWN on timeout (reconciled)
+    await om.cancel_all(venue=None)  # per venue or all; returns when the venue lists none open
+    om.venue_ready(venue) -> bool; om.venue_status() -> {venue: {connected, authenticated,
+                                     reconciling, ready, reason}}
+    om.add_listener(fn)              # fn(OrderEvent) for every state change and fill, synchronously
+    om.order(cl) -> Order | None;    om.open_orders(venue=None, instr_id=None) -> list[Order]
+    om.positions                     # PositionBook: get(venue, instr_id) -> Position(qty, avg_px,
+                                     # realized_pnl, fees, unrealized_pnl(mark))
+    om.stats()                       # counts by state and venue, acks, rejects by reason,
+                                     # order-to-ack latency percentiles (send -> ack, perf_counter_ns)
+
+Order (oms.state, slotted): cl_ord_id, venue, instr_id, symbol, side, px, qty, filled_qty, avg_px,
+state, venue_ord_id, tif, created_ns, sent_ns, acked_ns, reason, event_seq.
+OrderEvent: order, kind (ACK, REJECT, FILL, CANCELED, EXPIRED, AMENDED, UNKNOWN, ...), fill_qty,
+fill_px, fee, liquidity, trade_id, reason.
+
+Every state change is written to the events ring as an ORDER_EVENT record (event_seq increases per
+order), every fill as a FILL record followed by a POSITION snapshot. Illegal transitions are
+logged and counted, never applied. A connection lost with requests in flight makes those orders
+UNKNOWN; reconciliation (open orders, then each unresolved order, then recent fills, over REST)
+runs after every (re)connect before the venue accepts orders again. Decides nothing about what to
+trade; never blocks the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from array import array
+from collections import Counter
+from collections.abc import Callable
+
+from common.config import Config
+from common.enums import Exchange, OrderSide, OrderState, OrderType, TimeInForce
+from common.instruments import Instruments, split_canonical, venue_symbol
+from oms.ids import ClOrdIdGen, from_wire, to_wire, valid_client_id
+from oms.positions import PositionBook
+from oms.ratelimit import VENUE_LIMITS, TokenBucket
+from oms.state import EventKind, Order, OrderEvent, Reason, is_legal
+from oms.venues.base import (
+    U_ACK,
+    U_AMEND_ACK,
+    U_AMEND_REJECT,
+    U_CANCEL_ACK,
+    U_CANCEL_ALL_ACK,
+    U_CANCEL_REJECT,
+    U_ERROR,
+    U_ORDER,
+    U_REJECT,
+    Gateway,
+    GatewayError,
+    Update,
+    VenueOrder,
+)
+from ringbuf.records import (
+    F_REPLAY,
+    FILL_STRUCT,
+    KIND_FILL,
+    KIND_ORDER_EVENT,
+    KIND_POSITION,
+    ORDER_EVENT_STRUCT,
+    POSITION_STRUCT,
+)
+from strategy.orders import OrderRequest, RequestKind
+
+log = logging.getLogger("oms")
+
+S = OrderState
+_PENDING = (S.PENDING_NEW, S.PENDING_CANCEL, S.PENDING_AMEND)
+_LAT_SLOTS = 1 << 17
+_EPS = 1e-9
+
+
+def gateway_class(venue: Exchange) -> type[Gateway]:
+    if venue == Exchange.BINANCE:
+        from oms.venues.binance import BinanceGateway
+        return BinanceGateway
+    if venue == Exchange.OKX:
+        from oms.venues.okx import OkxGateway
+        return OkxGateway
+    from oms.venues.gate import GateGateway
+    return GateGateway
+
+
+def apply_sim_urls(cfg: Config, urls: dict) -> None:
+    """Point each venue's REST / order WebSocket at a running simulator (its `urls` map)."""
+    b, o, g = urls["binance"], urls["okx"], urls["gate"]
+    cfg.venue("binance").rest_url, cfg.venue("binance").ws_api_url = b["rest"], b["ws_api"]
+    cfg.venue("binance").ws_url = b.get("ws", "")
+    cfg.venue("okx").rest_url, cfg.venue("okx").ws_api_url = o["rest"], o["ws_private"]
+    cfg.venue("okx").ws_url = o.get("ws_public", "")
+    cfg.venue("gate").rest_url, cfg.venue("gate").ws_api_url = g["rest"], g["ws"]
+    cfg.venue("gate").ws_url = g["ws"]
+
+
+class _VenueState:
+    __slots__ = ("gw", "ready", "reconciling", "reason", "order_bucket", "cancel_bucket", "task", "deadman_armed",
+                 "deadman_at", "reconnects", "reconciles", "last_reconcile_ms", "started_ms")
+
+    def __init__(self, gw: Gateway, order_bucket: TokenBucket, cancel_bucket: TokenBucket) -> None:
+        self.gw = gw
+        self.ready = False
+        self.reconciling = False
+        self.reason = "not started"
+        self.order_bucket = order_bucket
+        self.cancel_bucket = cancel_bucket
+        self.task: asyncio.Task | None = None
+        self.deadman_armed = False
+        self.deadman_at = 0.0
+        self.reconnects = 0
+        self.reconciles = 0
+        self.last_reconcile_ms = 0
+        self.started_ms = 0
+
+
+class OrderManager:
+    """See the module docstring for the contract."""
+
+    def __init__(self, cfg: Config, instruments: Instruments, events_ring=None, counters=None, *,
+                 deadman_timeout_s: float = 10.0, deadman_refresh_s: float = 2.0, reconnect: bool = True,
+                 id_gen: ClOrdIdGen | None = None) -> None:
+        self.cfg = cfg
+        self.instruments = instruments
+        self.ring = events_ring
+        self.counters = counters
+        self.ids = id_gen or ClOrdIdGen()
+        self.orders: dict[str, Order] = {}
+        self.positions = PositionBook()
+        self.listeners: list[Callable[[OrderEvent], None]] = []
+        self.last_reject_reason = ""
+        self.deadman_timeout_s = deadman_timeout_s
+        self.deadman_refresh_s = deadman_refresh_s
+        self.reconnect = reconnect
+        self._venues: dict[Exchange, _VenueState] = {}
+        self._vsym: dict[tuple[int, int], str] = {}
+        self._replacements: dict[str, str] = {}  # Binance cancelReplace: old id -> new id
+        self._stopping = False
+        self._housekeeping: asyncio.Task | None = None
+        self._bg: set[asyncio.Task] = set()
+        self._lat = array("q", bytes(8 * _LAT_SLOTS))
+        self._lat_n = 0
+        self.n = Counter()  # event counts: sent, acks, rejects, fills, illegal, stale, late_fills, ...
+        self.rejects_by_reason: Counter = Counter()
+        self.not_accepted_by_reason: Counter = Counter()
+        self._ctr = {}
+        if counters is not None:
+            for k in ("oms_sent", "oms_acks", "oms_rejects", "oms_fills", "oms_illegal", "oms_unknown",
+                      "oms_not_accepted", "oms_reconciles", "oms_open_orders", "oms_ack_p50_us"):
+                self._ctr[k] = counters.add(k)
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self, venues: list[Exchange] | None = None) -> None:
+        venues = venues if venues is not None else self.cfg.enabled_venues()
+        self._stopping = False
+        syms = self._symbols()
+        for v in venues:
+            vcfg = self.cfg.venue(v)
+            gw = gateway_class(v)(vcfg, self.instruments, self, vcfg.symbols or syms)
+            lim = VENUE_LIMITS[v.key]
+            ob = TokenBucket(getattr(vcfg, "order_rate", 0.0) or lim["order_rate"],
+                             getattr(vcfg, "order_burst", 0) or lim["order_burst"])
+            cb = TokenBucket(getattr(vcfg, "cancel_rate", 0.0) or lim["cancel_rate"],
+                             getattr(vcfg, "cancel_burst", 0) or lim["cancel_burst"])
+            self._venues[v] = _VenueState(gw, ob, cb)
+        await asyncio.gather(*(self._start_venue(v) for v in venues))
+        if self._housekeeping is None:
+            self._housekeeping = asyncio.get_running_loop().create_task(self._housekeeping_loop())
+
+    def _symbols(self) -> list[str]:
+        syms = list(self.instruments.symbols())
+        for s in self.cfg.sim.symbols + self.cfg.market_making.symbols:
+            if s not in syms:
+                syms.append(s)
+        return syms
+
+    async def _start_venue(self, v: Exchange) -> None:
+        st = self._venues[v]
+        gw = st.gw
+        st.reason = "loading instruments"
+        try:
+            await gw.sync_clock()
+            n = await gw.load_instruments()
+        except Exception as e:
+            st.reason = f"instrument rules unavailable: {e}"
+            raise GatewayError(f"{v.key}: cannot load instrument rules: {e}") from None
+        if n == 0:
+            raise GatewayError(f"{v.key}: the venue lists none of the symbols {gw.symbols}")
+        st.started_ms = int(time.time() * 1000)
+        await self._connect_and_reconcile(v)
+
+    async def _connect_and_reconcile(self, v: Exchange) -> None:
+        st = self._venues[v]
+        st.ready = False
+        st.reason = "connecting"
+        await st.gw.connect()
+        st.reason = "reconciling"
+        await self.reconcile(v)
+        if st.gw.venue in (Exchange.OKX, Exchange.GATE) and self.deadman_timeout_s > 0:
+            try:
+                await st.gw.arm_deadman(int(self.deadman_timeout_s))
+                st.deadman_armed = True
+                st.deadman_at = time.monotonic()
+            except Exception as e:
+                log.warning("%s: dead-man switch not armed: %s", v.key, e)
+        if st.gw.transport is not None:
+            st.ready = True
+            st.reason = ""
+
+    async def stop(self, cancel_all: bool = True) -> None:
+        if cancel_all:
+            try:
+                await asyncio.wait_for(self.cancel_all(), 15.0)
+            except Exception as e:
+                log.warning("cancel_all at stop failed: %s", e)
+        self._stopping = True
+        for st in self._venues.values():
+            if st.deadman_armed:
+                try:
+                    await asyncio.wait_for(st.gw.arm_deadman(0), 3.0)
+                except Exception:
+                    pass
+                st.deadman_armed = False
+        for t in [self._housekeeping, *(st.task for st in self._venues.values()), *self._bg]:
+            if t is not None and not t.done():
+                t.cancel()
+        self._housekeeping = None
+        for st in self._venues.values():
+            st.ready = False
+            st.reason = "stopped"
+            await st.gw.close()
+
+    # ---------------------------------------------------------------- status
+    def venue_ready(self, venue: Exchange) -> bool:
+        st = self._venues.get(venue)
+        return bool(st and st.ready and st.gw.authenticated)
+
+    def venue_status(self) -> dict:
+        out = {}
+        for v, st in self._venues.items():
+            out[v.key] = {"connected": st.gw.connected, "authenticated": st.gw.authenticated,
+                          "reconciling": st.reconciling, "ready": self.venue_ready(v),
+                          "reason": st.reason or st.gw.reason, "reconnects": st.reconnects,
+                          "deadman_armed": st.deadman_armed}
+        return out
+
+    def gateway(self, venue: Exchange) -> Gateway:
+        return self._venues[venue].gw
+
+    def add_listener(self, fn: Callable[[OrderEvent], None]) -> None:
+        self.listeners.append(fn)
+
+    def order(self, cl_ord_id: str) -> Order | None:
+        return self.orders.get(cl_ord_id)
+
+    def open_orders(self, venue: Exchange | None = None, instr_id: int | None = None) -> list[Order]:
+        return [o for o in self.orders.values()
+                if not o.state.is_terminal and (venue is None or o.venue == venue)
+                and (instr_id is None or o.instr_id == instr_id)]
+
+    # ---------------------------------------------------------------- submit (hot path)
+    def _refuse(self, venue: Exchange | None, reason: str, code: Reason) -> str:
+        self.last_reject_reason = f"{venue.key if venue else '?'}: {reason}"
+        self.not_accepted_by_reason[code.name] += 1
+        self.n["not_accepted"] += 1
+        if self._ctr:
+            self.counters.inc(self._ctr["oms_not_accepted"])
+        return ""
+
+    def _accepting(self, venue: Exchange | None) -> _VenueState | None:
+        st = self._venues.get(venue) if venue is not None else None
+        if st is None:
+            self._refuse(venue, "venue not started", Reason.VENUE_DOWN)
+            return None
+        if not st.ready or st.gw.transport is None:
+            if st.reconciling:
+                self._refuse(venue, "reconciling", Reason.RECONCILING)
+            else:
+                self._refuse(venue, f"not connected ({st.reason or st.gw.reason})", Reason.VENUE_DOWN)
+            return None
+        return st
+
+    def submit(self, req: OrderRequest) -> str:
+        k = req.kind
+        if k == RequestKind.NEW:
+            return self._submit_new(req)
+        if k == RequestKind.CANCEL:
+            return self._submit_cancel(req.target_cl_ord_id, req.venue)
+        if k == RequestKind.AMEND:
+            return self._submit_amend(req)
+        if k == RequestKind.CANCEL_ALL:
+            venues = [req.venue] if req.venue is not None else list(self._venues)
+            sent = False
+            for v in venues:
+                if self._accepting(v) is not None:
+                    self._send_cancel_all(v)
+                    sent = True
+            return "*" if sent else ""
+        return self._refuse(req.venue, f"unknown request kind {k!r}", Reason.BAD_REQUEST)
+
+    def _instr(self, req: OrderRequest) -> int:
+        if req.instr_id:
+            return req.instr_id
+        if req.symbol is None:
+            return 0
+        iid = self.instruments.id_for(req.symbol.canonical)
+        req.instr_id = iid
+        return iid
+
+    def _venue_sym(self, venue: Exchange, iid: int) -> str:
+        key = (int(venue), iid)
+        vs = self._vsym.get(key)
+        if vs is None:
+            vs = self._vsym[key] = venue_symbol(self.instruments.name(iid), venue)
+        return vs
+
+    def _submit_new(self, req: OrderRequest) -> str:
+        venue = req.venue
+        st = self._accepting(venue)
+        if st is None:
+            return ""
+        iid = self._instr(req)
+        spec = self.instruments.spec(venue, iid)
+        if spec is None:
+            return self._refuse(venue, f"no instrument rules for {req.symbol}", Reason.UNKNOWN_INSTRUMENT)
+        if req.ord_type != OrderType.LIMIT:
+            return self._refuse(venue, "only limit orders are supported", Reason.BAD_REQUEST)
+        side = req.side
+        px = spec.round_px(req.px, side)
+        qty = spec.round_qty(req.qty)
+        if qty <= 0 or qty < spec.min_qty - _EPS:
+            return self._refuse(venue, f"quantity {req.qty} below the lot/min size of {spec.symbol}",
+                                Reason.INVALID_TICK_LOT)
+        if px <= 0:
+            return self._refuse(venue, f"price {req.px} rounds to zero", Reason.INVALID_TICK_LOT)
+        if spec.min_notional and px * qty < spec.min_notional - _EPS:
+            return self._refuse(venue, f"notional {px * qty:.4f} below {spec.min_notional}", Reason.MIN_NOTIONAL)
+        cl = req.cl_ord_id
+        if cl:
+            if cl in self.orders or not valid_client_id(venue, to_wire(venue, cl)):
+                return self._refuse(venue, f"client order id {cl!r} is invalid or already used", Reason.DUPLICATE_ID)
+        now = time.monotonic_ns()
+        if not st.order_bucket.try_acquire(now):
+            return self._refuse(venue, "rate limited (client-side bucket)", Reason.RATE_LIMIT)
+        if not cl:
+            cl = self.ids.next()
+            req.cl_ord_id = cl
+        gw = st.gw
+        o = Order(cl, venue, iid, spec.symbol, side, px, qty, req.tif, req.ord_type, req.strategy_id,
+                  time.perf_counter_ns())
+        self.orders[cl] = o
+        data = gw.encode_new(cl, self._venue_sym(venue, iid), side, spec.fmt_px(px), spec.fmt_qty(qty), req.tif,
+                             gw.now_ms())
+        o.sent_ns = time.perf_counter_ns()
+        gw.send(data)
+        self.n["sent"] += 1
+        self._record(o, EventKind.PENDING)
+        return cl
+
+    def _submit_cancel(self, cl: str, venue: Exchange | None) -> str:
+        o = self.orders.get(cl)
+        if o is None:
+            return self._refuse(venue, f"unknown order {cl!r}", Reason.UNKNOWN_ORDER)
+        if o.state.is_terminal:
+            return self._refuse(o.venue, f"order {cl} is already {o.state.name}", Reason.UNKNOWN_ORDER)
+        st = self._accepting(o.venue)
+        if st is None:
+            return ""
+        if not st.cancel_bucket.try_acquire(time.monotonic_ns()):
+            return self._refuse(o.venue, "rate limited (cancel bucket)", Reason.RATE_LIMIT)
+        gw = st.gw
+        data = gw.encode_cancel(cl, self._venue_sym(o.venue, o.instr_id), o.venue_ord_id, gw.now_ms())
+        if o.state != S.PENDING_CANCEL:
+            self._set_state(o, S.PENDING_CANCEL, EventKind.PENDING)
+        gw.send(data)
+        self.n["cancels_sent"] += 1
+        return cl
+
+    def _submit_amend(self, req: OrderRequest) -> str:
+        cl = req.target_cl_ord_id
+        o = self.orders.get(cl)
+        if o is None:
+            return self._refuse(req.venue, f"unknown order {cl!r}", Reason.UNKNOWN_ORDER)
+        if o.state not in (S.NEW, S.PARTIALLY_FILLED):
+            return self._refuse(o.venue, f"order {cl} is {o.state.name}, cannot amend", Reason.BAD_REQUEST)
+        st = self._accepting(o.venue)
+        if st is None:
+            return ""
+        spec = self.instruments.spec(o.venue, o.instr_id)
+        new_px = spec.round_px(req.px, o.side) if req.px else o.px
+        new_qty = spec.round_qty(req.qty) if req.qty else o.qty
+        if new_qty <= o.filled_qty + _EPS:
+            return self._refuse(o.venue, "amended quantity is not above the filled quantity", Reason.INVALID_TICK_LOT)
+        if not st.order_bucket.try_acquire(time.monotonic_ns()):
+            return self._refuse(o.venue, "rate limited (client-side bucket)", Reason.RATE_LIMIT)
+        gw = st.gw
+        vsym = self._venue_sym(o.venue, o.instr_id)
+        px_changed = abs(new_px - o.px) > _EPS
+        qty_s = spec.fmt_qty(new_qty)
+        px_s = spec.fmt_px(new_px) if px_changed else ""
+        if o.venue == Exchange.BINANCE and (px_changed or new_qty > o.qty + _EPS):
+            # Binance spot cannot reprice in place: cancelReplace onto a new client id
+            new_cl = self.ids.next()
+            n = Order(new_cl, o.venue, o.instr_id, o.symbol, o.side, new_px, new_qty, o.tif, o.ord_type,
+                      o.strategy_id, time.perf_counter_ns())
+            self.orders[new_cl] = n
+            self._replacements[cl] = new_cl
+            data = gw.encode_amend(cl, vsym, o.venue_ord_id, o.side, qty_s, spec.fmt_px(new_px), o.tif, new_cl,
+                                   gw.now_ms())
+            self._set_state(o, S.PENDING_CANCEL, EventKind.PENDING)
+            n.sent_ns = time.perf_counter_ns()
+            gw.send(data)
+            self._record(n, EventKind.PENDING)
+            self.n["amends_sent"] += 1
+            return new_cl
+        o.pending_px = new_px
+        o.pending_qty = new_qty
+        data = gw.encode_amend(cl, vsym, o.venue_ord_id, o.side, qty_s if abs(new_qty - o.qty) > _EPS else "",
+                               px_s, o.tif, "", gw.now_ms())
+        self._set_state(o, S.PENDING_AMEND, EventKind.PENDING)
+        gw.send(data)
+        self.n["amends_sent"] += 1
+        return cl
+
+    def _send_cancel_all(self, v: Exchange) -> None:
+        st = self._venues[v]
+        gw = st.gw
+        mine = [o for o in self.open_orders(v)]
+        if v == Exchange.OKX:
+            items = [(o.cl_ord_id, self._venue_sym(v, o.instr_id)) for o in mine if o.state != S.PENDING_NEW]
+            for i in range(0, len(items), 20):
+                gw.send(gw.encode_batch_cancel(items[i:i + 20]))
+        else:
+            for vsym in {self._venue_sym(v, self.instruments.id_for(s)) for s in gw.symbols}:
+                gw.send(gw.encode_cancel_all(vsym, gw.now_ms()))
+        for o in mine:
+            if o.state in (S.NEW, S.PARTIALLY_FILLED, S.PENDING_AMEND):
+                self._set_state(o, S.PENDING_CANCEL, EventKind.PENDING)
+
+    async def place_order(self, req: OrderRequest, timeout: float = 5.0) -> Order:
+        cl = self.submit(req)
+        if not cl:
+            o = Order("", req.venue or Exchange.BINANCE, req.instr_id, req.symbol.canonical if req.symbol else "",
+                      req.side, req.px, req.qty, req.tif)
+            o.state = S.REJECTED
+            o.reason = Reason.RECONCILING if "reconciling" in self.last_reject_reason else (
+                Reason.RATE_LIMIT if "rate limited" in self.last_reject_reason else Reason.VENUE_DOWN)
+            return o
+        o = self.orders[cl]
+        if o.state not in _PENDING:
+            return o
+        fut = asyncio.get_running_loop().create_future()
+        if o.waiters is None:
+            o.waiters = []
+        o.waiters.append(fut)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            if o.state in _PENDING:
+                self._set_state(o, S.UNKNOWN, EventKind.UNKNOWN, Reason.TIMEOUT)
+                self._spawn(self._resolve_unknown(o.venue))
+        return o
+
+    async def cancel_all(self, venue: Exchange | None = None, timeout_s: float = 10.0) -> None:
+        venues = [venue] if venue is not None else list(self._venues)
+        await asyncio.gather(*(self._cancel_all_venue(v, timeout_s) for v in venues))
+
+    async def _cancel_all_venue(self, v: Exchange, timeout_s: float) -> None:
+        st = self._venues.get(v)
+        if st is None:
+            return
+        deadline = time.monotonic() + timeout_s
+        while not self.venue_ready(v) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if not self.venue_ready(v):
+            raise GatewayError(f"{v.key}: cannot cancel all: {st.reason or st.gw.reason}")
+        self._send_cancel_all(v)
+        gw = st.gw
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            if any(o.state == S.PENDING_CANCEL for o in self.open_orders(v)):
+                continue
+            left = await gw.open_orders()
+            if not left:
+                break
+            for vsym in {o.vsym for o in left}:  # orders we do not track (another session): REST
+                try:
+                    await gw.cancel_all_rest(vsym)
+                except GatewayError as e:
+                    log.warning("%s: REST cancel-all %s failed: %s", v.key, vsym, e)
+        self._spawn(self.reconcile(v, quiet=True))
+
+    # ---------------------------------------------------------------- state changes
+    def _set_state(self, o: Order, st: OrderState, kind: EventKind, reason: Reason = Reason.NONE,
+                   latency_us: float = 0.0) -> bool:
+        cur = o.state
+        if cur == st:
+            return False
+        if not is_legal(cur, st):
+            self.n["illegal"] += 1
+            if self._ctr:
+                self.counters.inc(self._ctr["oms_illegal"])
+            log.warning("illegal transition %s -> %s for %s (%s) ignored", cur.name, st.name, o.cl_ord_id, kind.name)
+            return False
+        if st in (S.PENDING_CANCEL, S.PENDING_AMEND, S.UNKNOWN) and cur not in _PENDING:
+            o.prev_state = cur
+        elif st in (S.PENDING_CANCEL, S.PENDING_AMEND, S.UNKNOWN) and cur == S.PENDING_NEW:
+            o.prev_state = S.NEW if o.acked_ns else S.PENDING_NEW
+        o.state = st
+        if reason:
+            o.reason = reason
+        if st == S.UNKNOWN:
+            self.n["unknown"] += 1
+            if self._ctr:
+                self.counters.inc(self._ctr["oms_unknown"])
+        self._record(o, kind, reason, latency_us)
+        if o.waiters and st not in _PENDING:
+            for f in o.waiters:
+                if not f.done():
+                    f.set_result(o)
+            o.waiters = None
+        return True
+
+    def _record(self, o: Order, kind: EventKind, reason: Reason = Reason.NONE, latency_us: float = 0.0,
+                flags: int = 0) -> None:
+        o.event_seq += 1
+        o.last_update_ns = time.perf_counter_ns()
+        ring = self.ring
+        if ring is not None:
+            ring.write(ORDER_EVENT_STRUCT, KIND_ORDER_EVENT, flags, int(o.venue), int(o.side), o.instr_id,
+                       int(o.state), int(reason or o.reason) & 0xFF, time.time_ns(), 0, o.event_seq, o.px, o.qty,
+                       o.filled_qty, o.avg_px, o.cl_ord_id.encode()[:32], o.venue_ord_id.encode()[:24],
+                       int(o.ord_type), int(o.tif), o.strategy_id & 0xFF, int(kind) & 0xFF, latency_us)
+        if self.listeners:
+            ev = OrderEvent(o, kind, reason=reason or o.reason, ts_ns=o.last_update_ns)
+            for fn in self.listeners:
+                try:
+                    fn(ev)
+                except Exception:
+                    log.exception("order listener failed")
+
+    def _apply_fill(self, o: Order, u: Update, replay: bool = False) -> bool:
+        tid = u.trade_id
+        if o.trade_ids is None:
+            o.trade_ids = set()
+        elif tid in o.trade_ids:
+            self.n["duplicate_fills"] += 1
+            return False
+        o.trade_ids.add(tid)
+        q, px = u.fill_qty, u.fill_px
+        o.filled_qty += q
+        o.cum_quote += q * px
+        o.avg_px = o.cum_quote / o.filled_qty if o.filled_qty > 0 else 0.0
+        base, _quote = split_canonical(o.symbol)
+        fee_quote = u.fee * px if u.fee_asset and u.fee_asset.upper() == base else u.fee
+        o.fees += fee_quote
+        pos = self.positions.get(o.venue, o.instr_id)
+        realized = pos.apply_fill(int(o.side), q, px, fee_quote)
+        self.n["fills"] += 1
+        if self._ctr:
+            self.counters.inc(self._ctr["oms_fills"])
+        now = time.time_ns()
+        ring = self.ring
+        flags = F_REPLAY if replay else 0
+        if ring is not None:
+            ring.write(FILL_STRUCT, KIND_FILL, flags, int(o.venue), int(o.side), o.instr_id, u.liquidity, 0, now,
+                       u.ts_ms * 1_000_000, px, q, fee_quote, (u.fee_asset or "").encode()[:8], tid.encode()[:24],
+                       o.cl_ord_id.encode()[:32], realized, 0)
+            ring.write(POSITION_STRUCT, KIND_POSITION, flags, int(o.venue), 0, o.instr_id, 0, now, pos.qty,
+                       pos.avg_px, pos.realized_pnl, pos.unrealized_pnl(), pos.fees, pos.mark_px)
+        if o.state.is_terminal:
+            self.n["late_fills"] += 1
+        if self.listeners:
+            ev = OrderEvent(o, EventKind.FILL, q, px, fee_quote, u.liquidity, tid, ts_ns=now)
+            for fn in self.listeners:
+                try:
+                    fn(ev)
+                except Exception:
+                    log.exception("order listener failed")
+        # the fill moves the state unless a cancel/amend is pending (then only a full fill does)
+        full = o.filled_qty >= o.qty - _EPS
+        cur = o.state
+        if full and not cur.is_terminal:
+            self._set_state(o, S.FILLED, EventKind.FILL)
+        elif not full and cur in (S.NEW, S.PENDING_NEW):
+            self._set_state(o, S.PARTIALLY_FILLED, EventKind.FILL)
+        elif cur in (S.PENDING_CANCEL, S.PENDING_AMEND, S.UNKNOWN) and o.prev_state in (S.NEW, S.PENDING_NEW):
+            o.prev_state = S.PARTIALLY_FILLED
+        elif cur == S.PARTIALLY_FILLED:
+            self._record(o, EventKind.FILL)  # filled_qty / avg_px moved: persist it
+        return True
+
+    def _apply_venue_state(self, o: Order, st: OrderState, kind: EventKind, reason: Reason,
+                           cum_qty: float = -1.0) -> None:
+        """A state the venue reports (push or ack). Stale reports (an older NEW after a fill, a live
+        report while our cancel is pending) are counted and skipped; real regressions are illegal."""
+        cur = o.state
+        if st == cur:
+            return
+        if st == S.PENDING_NEW:
+            return
+        if cur == S.PENDING_CANCEL and st in (S.NEW, S.PARTIALLY_FILLED):
+            o.prev_state = st  # the cancel is still in flight
+            return
+        if cur == S.PENDING_AMEND and st in (S.NEW, S.PARTIALLY_FILLED):
+            o.prev_state = st
+            return
+        if st == S.NEW and cur == S.PARTIALLY_FILLED:
+            self.n["stale_reports"] += 1
+            return
+        if st == S.PARTIALLY_FILLED and cur == S.FILLED:
+            self.n["stale_reports"] += 1
+            return
+        if cur.is_terminal and st.is_terminal:
+            self.n["stale_reports"] += 1  # e.g. CANCELED after FILLED raced on two channels
+            return
+        if st == S.FILLED and o.filled_qty < o.qty - _EPS and cum_qty >= 0:
+            # fills not seen yet: they follow on the private stream (or reconciliation brings them)
+            pass
+        self._set_state(o, st, kind, reason)
+
+    # ---------------------------------------------------------------- gateway callbacks
+    def on_update(self, gw: Gateway, u: Update) -> None:
+        cl = u.cl_ord_id
+        o = self.orders.get(from_wire(gw.venue, cl)) if cl else None
+        if o is None and u.venue_ord_id:
+            o = self._by_venue_id(gw.venue, u.venue_ord_id)
+        k = u.kind
+        if o is None:
+            if k == U_CANCEL_ALL_ACK or k == U_ERROR:
+                if not u.ok and u.reason != Reason.UNKNOWN_ORDER:  # "no open orders" is fine
+                    log.warning("%s: %s failed: %s %s", gw.venue.key, "cancel-all" if k == U_CANCEL_ALL_ACK else
+                                "request", u.code, u.msg)
+                    if u.reason == Reason.RATE_LIMIT:
+                        self._venues[gw.venue].cancel_bucket.on_rate_limited(time.monotonic_ns(), u.retry_after_s)
+                return
+            self.n["foreign_updates"] += 1
+            return
+        if u.venue_ord_id and not o.venue_ord_id:
+            o.venue_ord_id = u.venue_ord_id
+        if k == U_ACK:
+            now = time.perf_counter_ns()
+            lat_us = 0.0
+            if not o.acked_ns:
+                o.acked_ns = now
+                lat = now - o.sent_ns
+                self._lat[self._lat_n & (_LAT_SLOTS - 1)] = lat
+                self._lat_n += 1
+                lat_us = lat / 1000.0
+                self.n["acks"] += 1
+                if self._ctr:
+                    self.counters.inc(self._ctr["oms_acks"])
+            self._venues[gw.venue].order_bucket.on_success()
+            st = u.state or S.NEW
+            if u.fill_qty and u.trade_id:
+                self._apply_fill(o, u)
+            if o.state == S.PENDING_NEW:
+                if st in (S.PARTIALLY_FILLED, S.FILLED) and o.filled_qty <= _EPS:
+                    self._set_state(o, S.NEW, EventKind.ACK, latency_us=lat_us)
+                    if st == S.FILLED or st == S.PARTIALLY_FILLED:
+                        return  # fills on the private stream move the state
+                self._set_state(o, st, EventKind.ACK if st in (S.NEW, S.PARTIALLY_FILLED, S.FILLED) else
+                                (EventKind.EXPIRED if st == S.EXPIRED else EventKind.CANCELED), u.reason,
+                                latency_us=lat_us)
+            else:
+                self._apply_venue_state(o, st, EventKind.ACK, u.reason, u.cum_qty)
+        elif k == U_REJECT:
+            if u.reason == Reason.RATE_LIMIT:
+                self._venues[gw.venue].order_bucket.on_rate_limited(time.monotonic_ns(), u.retry_after_s)
+            self.n["rejects"] += 1
+            self.rejects_by_reason[u.reason.name] += 1
+            if self._ctr:
+                self.counters.inc(self._ctr["oms_rejects"])
+            if o.state in (S.PENDING_NEW, S.UNKNOWN):
+                if not o.acked_ns:
+                    o.acked_ns = time.perf_counter_ns()
+                self._set_state(o, S.REJECTED, EventKind.REJECT, u.reason)
+            else:
+                self.n["stale_reports"] += 1
+        elif k == U_ORDER:
+            if u.fill_qty > 0 and u.trade_id:
+                self._apply_fill(o, u)
+            if u.state is not None:
+                if u.state == S.UNKNOWN:
+                    if o.state in _PENDING:
+                        self._set_state(o, S.UNKNOWN, EventKind.UNKNOWN, u.reason or Reason.VENUE_ERROR)
+                        self._spawn(self._resolve_unknown(gw.venue))
+                    return
+                kind = {S.CANCELED: EventKind.CANCELED, S.EXPIRED: EventKind.EXPIRED,
+                        S.REJECTED: EventKind.REJECT}.get(u.state, EventKind.ACK)
+                if o.state == S.PENDING_NEW and not o.acked_ns:
+                    o.acked_ns = time.perf_counter_ns()
+                if u.state in (S.PARTIALLY_FILLED, S.FILLED) and not u.trade_id:
+                    # a state push without the trade (Gate spot.orders): trades come separately
+                    if o.state in (S.PENDING_NEW, S.UNKNOWN):
+                        self._set_state(o, S.NEW, EventKind.ACK)
+                    if u.state == S.PARTIALLY_FILLED or o.filled_qty < o.qty - _EPS:
+                        return
+                self._apply_venue_state(o, u.state, kind, u.reason, u.cum_qty)
+        elif k == U_CANCEL_ACK:
+            self._venues[gw.venue].cancel_bucket.on_success()
+            if u.state is not None and u.state.is_terminal:
+                self._apply_venue_state(o, u.state, EventKind.CANCELED if u.state == S.CANCELED else
+                                        EventKind.EXPIRED, u.reason or Reason.USER_CANCEL, u.cum_qty)
+        elif k == U_CANCEL_REJECT:
+            if u.reason == Reason.RATE_LIMIT:
+                self._venues[gw.venue].cancel_bucket.on_rate_limited(time.monotonic_ns(), u.retry_after_s)
+            self.n["cancel_rejects"] += 1
+            if o.state == S.PENDING_CANCEL:
+                if u.reason == Reason.UNKNOWN_ORDER:
+                    # already gone at the venue (filled or cancelled): ask it which
+                    self._set_state(o, S.UNKNOWN, EventKind.CANCEL_REJECT, u.reason)
+                    self._spawn(self._resolve_unknown(gw.venue))
+                else:
+                    self._set_state(o, o.prev_state if o.prev_state in (S.NEW, S.PARTIALLY_FILLED) else S.NEW,
+                                    EventKind.CANCEL_REJECT, u.reason)
+            self._fail_replacement(o, u.reason)
+        elif k == U_AMEND_ACK:
+            if o.state == S.PENDING_AMEND:
+                o.px = u.px or o.pending_px or o.px
+                o.qty = u.qty or o.pending_qty or o.qty
+                back = o.prev_state if o.prev_state in (S.NEW, S.PARTIALLY_FILLED) else S.NEW
+                if u.state in (S.NEW, S.PARTIALLY_FILLED):
+                    back = u.state
+                self._set_state(o, back, EventKind.AMENDED)
+            elif not o.state.is_terminal:
+                if u.px:
+                    o.px = u.px
+                if u.qty:
+                    o.qty = u.qty
+        elif k == U_AMEND_REJECT:
+            if u.reason == Reason.RATE_LIMIT:
+                self._venues[gw.venue].order_bucket.on_rate_limited(time.monotonic_ns(), u.retry_after_s)
+            self.n["amend_rejects"] += 1
+            if o.state in (S.PENDING_AMEND, S.PENDING_CANCEL):
+                if u.reason == Reason.UNKNOWN_ORDER:
+                    self._set_state(o, S.UNKNOWN, EventKind.AMEND_REJECT, u.reason)
+                    self._spawn(self._resolve_unknown(gw.venue))
+                else:
+                    self._set_state(o, o.prev_state if o.prev_state in (S.NEW, S.PARTIALLY_FILLED) else S.NEW,
+                                    EventKind.AMEND_REJECT, u.reason)
+            self._fail_replacement(o, u.reason)
+
+    def _fail_replacement(self, o: Order, reason: Reason) -> None:
+        new_cl = self._replacements.pop(o.cl_ord_id, None)
+        if new_cl:
+            n = self.orders.get(new_cl)
+            if n is not None and n.state == S.PENDING_NEW:
+                self._set_state(n, S.REJECTED, EventKind.REJECT, reason or Reason.OTHER)
+
+    def _by_venue_id(self, venue: Exchange, venue_ord_id: str) -> Order | None:
+        for o in self.orders.values():
+            if o.venue == venue and o.venue_ord_id == venue_ord_id:
+                return o
+        return None
+
+    def on_notice(self, gw: Gateway, u: Update) -> None:
+        """The venue announced a shutdown/upgrade: rotate the connection now (reconcile follows)."""
+        log.info("%s: %s; reconnecting", gw.venue.key, u.msg)
+        gw.drop()
+
+    def on_gateway_down(self, gw: Gateway, reason: str, was_authenticated: bool) -> None:
+        v = gw.venue
+        st = self._venues.get(v)
+        if st is None:
+            return
+        st.ready = False
+        st.reason = reason
+        for o in self.orders.values():
+            if o.venue == v and o.state in _PENDING:
+                self._set_state(o, S.UNKNOWN, EventKind.UNKNOWN, Reason.TRANSPORT)
+        if self._stopping or not self.reconnect or not was_authenticated:
+            return
+        if st.task is None or st.task.done():
+            st.task = asyncio.get_running_loop().create_task(self._reconnect_loop(v))
+
+    async def _reconnect_loop(self, v: Exchange) -> None:
+        st = self._venues[v]
+        delay = 0.1
+        while not self._stopping:
+            st.reconnects += 1
+            try:
+                await self._connect_and_reconcile(v)
+                log.info("%s: reconnected and reconciled", v.key)
+                return
+            except (GatewayError, Exception) as e:
+                st.reason = f"reconnecting: {e}"[:200]
+                st.gw.drop()
+                st.reconciling = False
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 5.0)
+
+    # ---------------------------------------------------------------- reconciliation
+    async def reconcile(self, v: Exchange, quiet: bool = False) -> None:
+        """Bring every order of venue `v` in line with the venue: open orders (adopting ones we do
+        not know), every unresolved order queried by id, then recent fills. Resolves UNKNOWN."""
+        st = self._venues[v]
+        gw = st.gw
+        if not quiet:
+            st.reconciling = True
+            st.ready = False
+        try:
+            venue_open = await gw.open_orders()
+            seen = set()
+            for vo in venue_open:
+                cl = from_wire(v, vo.cl_ord_id)
+                seen.add(cl)
+                o = self.orders.get(cl)
+                if o is None:
+                    o = self._adopt(v, cl, vo)
+                    if o is None:
+                        continue
+                self._reconcile_order(o, vo)
+            mine = [o for o in self.orders.values() if o.venue == v and not o.state.is_terminal
+                    and o.cl_ord_id not in seen]
+            for o in mine:
+                vo = await gw.query_order(to_wire(v, o.cl_ord_id), self._venue_sym(v, o.instr_id))
+                if vo is None:
+                    if o.state in (S.PENDING_NEW, S.UNKNOWN) and not o.venue_ord_id:
+                        self._set_state(o, S.REJECTED, EventKind.RECONCILED, Reason.NOT_FOUND)
+                    else:
+                        self._set_state(o, S.CANCELED, EventKind.RECONCILED, Reason.NOT_FOUND)
+                else:
+                    self._reconcile_order(o, vo)
+            await self._reconcile_fills(v)
+            st.reconciles += 1
+            st.last_reconcile_ms = int(time.time() * 1000)
+            self.n["reconciles"] += 1
+            if self._ctr:
+                self.counters.inc(self._ctr["oms_reconciles"])
+        finally:
+            if not quiet:
+                st.reconciling = False
+
+    def _adopt(self, v: Exchange, cl: str, vo: VenueOrder) -> Order | None:
+        try:
+            iid = self.instruments.id_for_venue_symbol(vo.vsym, v)
+        except ValueError:
+            return None
+        o = Order(cl or f"venue{vo.venue_ord_id}", v, iid, self.instruments.name(iid), OrderSide(vo.side or 1),
+                  vo.px, vo.qty, TimeInForce.GTC, OrderType.LIMIT, 0, time.perf_counter_ns())
+        o.venue_ord_id = vo.venue_ord_id
+        o.acked_ns = o.created_ns
+        o.state = S.UNKNOWN
+        self.orders[o.cl_ord_id] = o
+        self.n["adopted"] += 1
+        return o
+
+    def _reconcile_order(self, o: Order, vo: VenueOrder) -> None:
+        if vo.venue_ord_id and not o.venue_ord_id:
+            o.venue_ord_id = vo.venue_ord_id
+        if vo.px and o.state != S.PENDING_AMEND:
+            o.px = vo.px
+        if vo.qty and o.state != S.PENDING_AMEND:
+            o.qty = vo.qty
+        target = vo.state
+        if target == S.UNKNOWN:
+            return
+        if target in (S.PARTIALLY_FILLED, S.FILLED) and o.filled_qty < vo.cum_qty - _EPS:
+            o.prev_state = target
+        cur = o.state
+        if cur == target:
+            return
+        if cur in (S.UNKNOWN, S.PENDING_NEW):
+            if target in (S.PARTIALLY_FILLED, S.FILLED) and o.filled_qty < vo.cum_qty - _EPS:
+                # the fills themselves come from the fills query that follows
+                self._set_state(o, S.NEW, EventKind.RECONCILED)
+                if target == S.PARTIALLY_FILLED:
+                    return
+            self._set_state(o, target, EventKind.RECONCILED, o.reason if target.is_terminal else Reason.NONE)
+            return
+        self._apply_venue_state(o, target, EventKind.RECONCILED, Reason.NONE, vo.cum_qty)
+
+    async def _reconcile_fills(self, v: Exchange) -> None:
+        gw = self._venues[v].gw
+        st = self._venues[v]
+        vsyms = {self._venue_sym(v, o.instr_id) for o in self.orders.values() if o.venue == v}
+        since = st.started_ms - 60_000
+        for vsym in vsyms:
+            try:
+                fills = await gw.recent_fills(vsym, since)
+            except GatewayError as e:
+                log.warning("%s: recent fills for %s unavailable: %s", v.key, vsym, e)
+                continue
+            for f in fills:
+                o = self.orders.get(from_wire(v, f.cl_ord_id)) if f.cl_ord_id else None
+                if o is None and f.venue_ord_id:
+                    o = self._by_venue_id(v, f.venue_ord_id)
+                if o is None or not f.trade_id:
+                    continue
+                if o.trade_ids and f.trade_id in o.trade_ids:
+                    continue
+                self.n["reconciled_fills"] += 1
+                self._apply_fill(o, f, replay=True)
+        # an order the venue reported FILLED whose trades are all in: make it FILLED
+        for o in self.orders.values():
+            if o.venue == v and o.prev_state == S.FILLED and o.state not in (S.FILLED,) and \
+                    o.filled_qty >= o.qty - _EPS and not o.state.is_terminal:
+                self._set_state(o, S.FILLED, EventKind.RECONCILED)
+
+    async def _resolve_unknown(self, v: Exchange) -> None:
+        """Query each UNKNOWN order of a connected venue (after a timeout or an unknown-outcome reply)."""
+        await asyncio.sleep(0.05)
+        st = self._venues.get(v)
+        if st is None or not st.ready:
+            return  # the reconnect path reconciles everything
+        for o in [o for o in self.orders.values() if o.venue == v and o.state == S.UNKNOWN]:
+            try:
+                vo = await st.gw.query_order(to_wire(v, o.cl_ord_id), self._venue_sym(v, o.instr_id))
+            except Exception as e:
+                log.warning("%s: cannot query %s: %s", v.key, o.cl_ord_id, e)
+                continue
+            if o.state != S.UNKNOWN:
+                continue
+            if vo is None:
+                self._set_state(o, S.REJECTED if not o.venue_ord_id else S.CANCELED, EventKind.RECONCILED,
+                                Reason.NOT_FOUND)
+            else:
+                self._reconcile_order(o, vo)
+        try:
+            await self._reconcile_fills(v)
+        except Exception as e:
+            log.warning("%s: fills reconciliation failed: %s", v.key, e)
+
+    def _spawn(self, coro) -> None:
+        t = asyncio.get_running_loop().create_task(coro)
+        self._bg.add(t)
+        t.add_done_callback(self._bg.discard)
+
+    # ---------------------------------------------------------------- housekeeping
+    async def _housekeeping_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(0.5)
+            now = time.monotonic()
+            for v, st in self._venues.items():
+                try:
+                    await st.gw.keepalive_tick()
+                except Exception:
+                    pass
+                if st.deadman_armed and st.ready and now - st.deadman_at >= self.deadman_refresh_s:
+                    st.deadman_at = now
+                    self._spawn(self._refresh_deadman(v))
+            if self._ctr:
+                self.counters.set(self._ctr["oms_open_orders"], len(self.open_orders()))
+                p = self.latency_percentiles((50,))
+                self.counters.set(self._ctr["oms_ack_p50_us"], int(p.get("p50", 0)))
+                self.counters.touch()
+
+    async def _refresh_deadman(self, v: Exchange) -> None:
+        st = self._venues[v]
+        try:
+            await st.gw.arm_deadman(int(self.deadman_timeout_s))
+        except Exception as e:
+            log.warning("%s: dead-man refresh failed: %s", v.key, e)
+
+    # ---------------------------------------------------------------- stats
+    def latency_percentiles(self, ps=(50, 90, 99, 99.9)) -> dict:
+        import numpy as np
+
+        n = min(self._lat_n, _LAT_SLOTS)
+        if n == 0:
+            return {}
+        a = np.frombuffer(self._lat, dtype=np.int64)[:n] / 1000.0
+        return {f"p{p:g}": float(np.percentile(a, p)) for p in ps} | {"n": n, "max": float(a.max())}
+
+    def reset_latency(self) -> None:
+        self._lat_n = 0
+
+    def stats(self) -> dict:
+        by_state: Counter = Counter()
+        by_venue: dict[str, Counter] = {}
+        for o in self.orders.values():
+            by_state[o.state.name] += 1
+            by_venue.setdefault(o.venue.key, Counter())[o.state.name] += 1
+        return {"orders": len(self.orders), "by_state": dict(by_state),
+                "by_venue": {k: dict(v) for k, v in by_venue.items()}, "counts": dict(self.n),
+                "rejects_by_reason": dict(self.rejects_by_reason),
+                "not_accepted_by_reason": dict(self.not_accepted_by_reason),
+                "ack_latency_us": self.latency_percentiles(), "venues": self.venue_status(),
+                "positions": self.positions.totals()}
