@@ -93,6 +93,7 @@ class Ring:
         self.spin_limit = 20_000
         # consumer-local state
         self._head = self._pos[_HEAD]
+        self._tail_cache = self._head
         self._copy = bytearray(rs)
         self.copy_buffer = memoryview(self._copy)
         self.end_of_batch = False
@@ -181,7 +182,7 @@ class Ring:
 
     def claim_consumer(self) -> None:
         self._pos[_CONSUMER_PID] = os.getpid()
-        self._head = self._pos[_HEAD]
+        self._head = self._tail_cache = self._pos[_HEAD]
 
     @property
     def tail_position(self) -> int:
@@ -240,6 +241,43 @@ class Ring:
         self._tail = tail
         self._pos[_TAIL] = tail
         return True
+
+    def writer(self, packer: struct.Struct) -> Callable[..., bool]:
+        """A specialised `write` for one record layout: `w = ring.writer(QUOTE_STRUCT); w(*values)`.
+        Everything it touches is bound once, which roughly halves the per-record cost."""
+        pack_into = packer.pack_into
+        pack = packer.pack
+        buf = self.buffer
+        seqs = self._seqs
+        pos = self._pos
+        mask = self.mask
+        rs = self.record_size
+        doff = self.data_offset
+        cap = self.capacity
+        ring = self
+        T = _TAIL
+        if self._lossless:
+            # a lossless reader never runs ahead of the tail, so slot sequences are not needed
+            def write_lossless(*values) -> bool:
+                tail = ring._tail
+                if tail - ring._head_cache >= cap or ring._spilling:
+                    return ring._write_slow(pack(*values))
+                pack_into(buf, doff + (tail & mask) * rs, *values)
+                ring._tail = pos[T] = tail + 1
+                return True
+
+            return write_lossless
+
+        def write_lossy(*values) -> bool:
+            tail = ring._tail
+            slot = tail & mask
+            seqs[slot] = -1
+            pack_into(buf, doff + slot * rs, *values)
+            seqs[slot] = tail
+            ring._tail = pos[T] = tail + 1
+            return True
+
+        return write_lossy
 
     def _write_slow(self, record: bytes) -> bool:
         if self._spilling:
@@ -328,12 +366,13 @@ class Ring:
         Lossless callers must call `release()` after handling the record.
         """
         h = self._head
-        t = self._pos[_TAIL]
-        if t <= h:
-            return -1
-        if self.mode == MODE_LOSSLESS:
+        if h >= self._tail_cache:
+            self._tail_cache = t = self._pos[_TAIL]
+            if h >= t:
+                return -1
+        if self._lossless:
             return self.data_offset + (h & self.mask) * self.record_size
-        return self._poll_lossy(h, t)
+        return self._poll_lossy(h, self._tail_cache)
 
     def _poll_lossy(self, h: int, t: int) -> int:
         cap = self.capacity
@@ -379,7 +418,7 @@ class Ring:
         h = self._head + 1
         self._head = h
         self._pos[_HEAD] = h
-        self.end_of_batch = h >= self._pos[_TAIL]
+        self.end_of_batch = h >= self._tail_cache
 
     def read(self, handler: Callable[[memoryview, int], None], limit: int = 256) -> int:
         """Call `handler(buffer, offset)` per record, up to `limit`; returns records handled.
