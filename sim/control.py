@@ -94,7 +94,10 @@ class ControlApp(App):
             app = self._venue(req)
             key = req.args.get("api_key", "sim-key")
             sym = req.args.get("symbol") or None
-            return _json([app.order_view(o) for o in app.engine.open_orders(key, sym)])
+            return _json([{"order_id": str(o.oid), "client_order_id": o.client_id, "symbol": o.inst.symbol,
+                           "side": "buy" if o.side > 0 else "sell", "price": o.inst.px(o.ticks),
+                           "qty": o.inst.qty(o.lots), "filled_qty": o.inst.qty(o.filled_lots), "status": o.status,
+                           "venue_view": app.order_view(o)} for o in app.engine.open_orders(key, sym)])
         if p == "/balances" and m == "GET":
             app = self._venue(req)
             return _json(app.engine.balances(req.args.get("api_key", "sim-key")))

@@ -326,7 +326,8 @@ class GateApp(VenueApp):
     def _ws_header(self, sess: GateSession, channel: str, status: str, in_ns: int = 0) -> dict:
         now = time.time_ns()
         h = {"response_time": str(now // 1_000_000), "status": status, "channel": channel, "event": "api",
-             "client_id": "127.0.0.1-0xc0000", "conn_id": sess.conn_id, "trace_id": format(now & 0xFFFFFFFF, "08x")}
+             "client_id": "127.0.0.1-0xc0000", "conn_id": sess.conn_id, "conn_trace_id": sess.conn_id,
+             "trace_id": format(now & 0xFFFFFFFF, "08x")}
         if in_ns:
             h.update({"x_in_time": in_ns // 1000, "x_out_time": now // 1000,
                       "x_gate_ratelimit_requests_remain": 9, "x_gate_ratelimit_limit": 10,
@@ -335,7 +336,7 @@ class GateApp(VenueApp):
 
     def ws_error(self, sess: GateSession, req_id: Any, channel: str, e: GateError, in_ns: int) -> None:
         self.stats["orders_rejected"] += 1
-        body = {"request_id": req_id, "ack": False, "header": self._ws_header(sess, channel, str(e.status), in_ns),
+        body = {"request_id": req_id, "header": self._ws_header(sess, channel, str(e.status)),
                 "data": {"errs": {"label": e.label, "message": e.message}}}
         self.reply(sess, orjson.dumps(body))
 
