@@ -363,7 +363,25 @@ def parse_exchange_info(body: dict, instruments) -> int:
 
 
 def _op_of(req_id) -> str:
-    return req_id[0] if isinstance(req_id, str) and req_id else ""
+    """Our request ids are `<op><client id>` (op one of n c a x, the rest alphanumeric)."""
+    if isinstance(req_id, str) and len(req_id) > 1 and req_id[0] in "ncax" and req_id[1:].isalnum():
+        return req_id[0]
+    return ""
+
+
+def _op_of_result(r) -> str:
+    """A response to a request id we did not make (another client, a recorded example): infer the op."""
+    if isinstance(r, list):
+        return OP_CANCEL_ALL
+    if not isinstance(r, dict):
+        return ""
+    if "amendedOrder" in r or "cancelResult" in r:
+        return OP_AMEND
+    if "origClientOrderId" in r:
+        return OP_CANCEL
+    if "clientOrderId" in r and "transactTime" in r:
+        return OP_NEW
+    return ""
 
 
 def decode(data: bytes) -> list[Update]:
@@ -388,14 +406,16 @@ def decode(data: bytes) -> list[Update]:
             return [Update(U_SUBSCRIBED)]
         err = m.get("error") or {}
         return [Update(U_SUBSCRIBED, ok=False, code=str(err.get("code", "")), msg=str(err.get("msg", ""))[:120])]
-    cl = req_id[1:] if isinstance(req_id, str) else ""
+    cl = req_id[1:] if op else ""
     if status == 200:
         r = m.get("result")
+        if not op:
+            op = _op_of_result(r)
         if op == OP_NEW:
             return [order_result(U_ACK, r, cl)]
         if op == OP_CANCEL:
             u = order_result(U_CANCEL_ACK, r, cl)
-            u.cl_ord_id = cl
+            u.cl_ord_id = cl or str(r.get("origClientOrderId", ""))
             return [u]
         if op == OP_AMEND:
             return decode_amend_result(r, cl)
@@ -411,6 +431,8 @@ def decode(data: bytes) -> list[Update]:
         ra = err.get("data", {}).get("retryAfter") if isinstance(err.get("data"), dict) else None
         if ra:
             retry = max(int(ra) / 1000.0 - time.time(), 0.0)
+    if not op and code in (-2010, -1013, -2011, -2013, -1021, -1022, -1015, -1003) and req_id is not None:
+        op = OP_CANCEL if code in (-2011, -2013) else OP_NEW  # another client's request id: best guess
     base = {"req_id": str(req_id), "cl_ord_id": cl, "code": str(code), "msg": msg[:120], "reason": reason,
             "ok": False, "retry_after_s": retry, "op": op}
     if op == OP_NEW:

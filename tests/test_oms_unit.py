@@ -1,0 +1,404 @@
+"""OMS unit tests: state machine, client ids, positions, token buckets, signing vectors,
+encoders (templates vs. the documented parameter rules) and error-code mapping."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+
+import pytest
+
+from common.config import load
+from common.enums import Exchange, OrderSide, OrderState, TimeInForce
+from common.instruments import Instruments
+from oms import manager as mgr
+from oms.ids import ClOrdIdGen, base62, from_wire, to_wire, valid_client_id
+from oms.positions import Position
+from oms.ratelimit import TokenBucket
+from oms.state import LEGAL, EventKind, Order, Reason, is_legal
+from oms.venues import binance, gate, okx
+from oms.venues.base import U_ACK, U_CANCEL_REJECT, U_ORDER, U_REJECT, Update
+
+pytestmark = pytest.mark.unit
+S = OrderState
+
+# ---------------------------------------------------------------- state machine
+EXPECTED_LEGAL = {
+    S.PENDING_NEW: {S.NEW, S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.CANCELED, S.EXPIRED, S.UNKNOWN,
+                    S.PENDING_CANCEL},
+    S.NEW: {S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.PENDING_AMEND, S.CANCELED, S.EXPIRED, S.UNKNOWN},
+    S.PARTIALLY_FILLED: {S.FILLED, S.PENDING_CANCEL, S.PENDING_AMEND, S.CANCELED, S.EXPIRED, S.UNKNOWN},
+    S.PENDING_CANCEL: {S.NEW, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED, S.UNKNOWN},
+    S.PENDING_AMEND: {S.NEW, S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED, S.UNKNOWN},
+    S.UNKNOWN: {S.NEW, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED, S.PENDING_CANCEL},
+    S.FILLED: set(), S.CANCELED: set(), S.REJECTED: set(), S.EXPIRED: set(),
+}
+
+
+@pytest.mark.parametrize("frm,to", list(itertools.product(list(S), list(S))))
+def test_every_transition(frm, to):
+    expected = frm == to or to in EXPECTED_LEGAL[frm]
+    assert is_legal(frm, to) == expected
+
+
+def test_table_covers_every_state():
+    assert set(LEGAL) == set(S)
+    for frm, tos in LEGAL.items():
+        assert tos == EXPECTED_LEGAL[frm], frm
+    for t in (S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED):
+        assert t.is_terminal and not LEGAL[t]
+    # a transport failure is never a reject: UNKNOWN is reachable from every in-flight state
+    for frm in (S.PENDING_NEW, S.PENDING_CANCEL, S.PENDING_AMEND):
+        assert is_legal(frm, S.UNKNOWN)
+    assert not is_legal(S.NEW, S.REJECTED)
+
+
+class _Sink:
+    def on_update(self, gw, u):
+        pass
+
+    def on_gateway_down(self, gw, reason, was):
+        pass
+
+
+def _manager():
+    cfg = load(text="")
+    ins = Instruments(["BTC-USDT"])
+    ins.add(Exchange.BINANCE, "BTC-USDT", tick_size=0.01, lot_size=0.00001)
+    om = mgr.OrderManager(cfg, ins)
+    gw = binance.BinanceGateway(cfg.venue("binance"), ins, om, ["BTC-USDT"])
+    st = mgr._VenueState(gw, TokenBucket(1000, 1000), TokenBucket(1000, 1000))
+    om._venues[Exchange.BINANCE] = st
+    return om, gw
+
+
+def _order(om, cl="abc", qty=1.0):
+    o = Order(cl, Exchange.BINANCE, 1, "BTC-USDT", OrderSide.BUY, 100.0, qty)
+    om.orders[cl] = o
+    return o
+
+
+def test_illegal_transition_is_counted_not_applied():
+    om, gw = _manager()
+    o = _order(om)
+    events = []
+    om.add_listener(events.append)
+    assert om._set_state(o, S.NEW, EventKind.ACK)
+    assert om._set_state(o, S.CANCELED, EventKind.CANCELED)
+    assert not om._set_state(o, S.NEW, EventKind.ACK)  # terminal -> NEW: illegal
+    assert o.state == S.CANCELED and om.n["illegal"] == 1
+    assert [e.kind for e in events] == [EventKind.ACK, EventKind.CANCELED]
+    assert o.event_seq == 2
+
+
+def test_late_fill_after_cancel_is_applied():
+    om, gw = _manager()
+    o = _order(om, qty=2.0)
+    om._set_state(o, S.NEW, EventKind.ACK)
+    om._set_state(o, S.CANCELED, EventKind.CANCELED)
+    om.on_update(gw, Update(U_ORDER, cl_ord_id="abc", fill_qty=0.5, fill_px=101.0, trade_id="t1"))
+    assert o.state == S.CANCELED and o.filled_qty == 0.5 and om.n["late_fills"] == 1
+    assert om.positions.get(Exchange.BINANCE, 1).qty == 0.5
+    # the same trade again is not double counted
+    om.on_update(gw, Update(U_ORDER, cl_ord_id="abc", fill_qty=0.5, fill_px=101.0, trade_id="t1"))
+    assert o.filled_qty == 0.5 and om.n["duplicate_fills"] == 1
+
+
+def test_transport_failure_makes_in_flight_unknown_not_rejected():
+    om, gw = _manager()
+    om.reconnect = False
+    a, b, c = _order(om, "a"), _order(om, "b"), _order(om, "c")
+    om._set_state(b, S.NEW, EventKind.ACK)
+    om._set_state(c, S.NEW, EventKind.ACK)
+    om._set_state(c, S.PENDING_CANCEL, EventKind.PENDING)
+    om.on_gateway_down(gw, "connection lost", True)
+    assert a.state == S.UNKNOWN and a.reason == Reason.TRANSPORT
+    assert b.state == S.NEW  # acked and resting: unaffected
+    assert c.state == S.UNKNOWN
+    assert not om.venue_ready(Exchange.BINANCE)
+
+
+def test_ack_reject_and_cancel_reject_paths():
+    om, gw = _manager()
+    o = _order(om, "x1")
+    o.sent_ns = 1
+    om.on_update(gw, Update(U_ACK, cl_ord_id="x1", venue_ord_id="9", state=S.NEW))
+    assert o.state == S.NEW and o.venue_ord_id == "9" and om.n["acks"] == 1
+    om._set_state(o, S.PENDING_CANCEL, EventKind.PENDING)
+    om.on_update(gw, Update(U_CANCEL_REJECT, cl_ord_id="x1", reason=Reason.RATE_LIMIT, ok=False))
+    assert o.state == S.NEW  # the cancel failed: back to what it was
+    r = _order(om, "x2")
+    om.on_update(gw, Update(U_REJECT, cl_ord_id="x2", reason=Reason.POST_ONLY_CROSS, ok=False))
+    assert r.state == S.REJECTED and r.reason == Reason.POST_ONLY_CROSS
+    assert om.rejects_by_reason["POST_ONLY_CROSS"] == 1
+
+
+def test_submit_refuses_when_venue_down_and_says_why():
+    om, gw = _manager()
+    from strategy.orders import OrderRequest, Symbol
+
+    req = OrderRequest.new_limit(Symbol("BTC", "USDT", Exchange.BINANCE), OrderSide.BUY, 0.01, 100.0)
+    assert om.submit(req) == ""
+    assert "binance" in om.last_reject_reason and "not connected" in om.last_reject_reason
+    om._venues[Exchange.BINANCE].reconciling = True
+    assert om.submit(req) == "" and "reconciling" in om.last_reject_reason
+
+
+def test_credentials_never_in_repr():
+    cfg = load(text="")
+    gw = okx.OkxGateway(cfg.venue("okx"), Instruments(), _Sink())
+    text = repr(gw) + repr(gw.__dict__.get("reason"))
+    assert "sim-secret" not in text and "sim-pass" not in text
+
+
+# ---------------------------------------------------------------- client ids
+def test_client_ids_valid_everywhere_and_unique_across_restarts():
+    a = ClOrdIdGen(epoch_ms=1_700_000_000_000, salt=1)
+    b = ClOrdIdGen(epoch_ms=1_700_000_000_001, salt=1)  # a restart one ms later
+    ids = {a.next() for _ in range(10_000)} | {b.next() for _ in range(10_000)}
+    assert len(ids) == 20_000
+    for cl in list(ids)[:2000] + [ClOrdIdGen().next()]:
+        for v in Exchange:
+            assert valid_client_id(v, to_wire(v, cl)), (v, cl)
+        assert from_wire(Exchange.GATE, to_wire(Exchange.GATE, cl)) == cl
+    big = ClOrdIdGen(epoch_ms=2**41)
+    big._n = 62**10
+    assert len(big.next()) <= 28
+
+
+@pytest.mark.parametrize("venue,wire,ok", [
+    (Exchange.OKX, "abc123", True), (Exchange.OKX, "a-b", False), (Exchange.OKX, "a_b", False),
+    (Exchange.OKX, "x" * 32, True), (Exchange.OKX, "x" * 33, False), (Exchange.OKX, "", False),
+    (Exchange.BINANCE, "a-b_c", True), (Exchange.BINANCE, "x" * 36, True), (Exchange.BINANCE, "x" * 37, False),
+    (Exchange.BINANCE, "a.b", False), (Exchange.GATE, "t-abc", True), (Exchange.GATE, "abc", False),
+    (Exchange.GATE, "t-" + "x" * 28, True), (Exchange.GATE, "t-" + "x" * 29, False), (Exchange.GATE, "t-a.b_c-d", True),
+    (Exchange.GATE, "t-a b", False),
+])
+def test_client_id_rules(venue, wire, ok):
+    assert valid_client_id(venue, wire) == ok
+
+
+def test_base62():
+    assert base62(0) == "0" and base62(61) == "z" and base62(62) == "10" and base62(5, 3) == "005"
+
+
+# ---------------------------------------------------------------- positions
+def test_position_average_price_realized_and_unrealized():
+    p = Position(1, 1)
+    p.apply_fill(1, 1.0, 100.0, fee_quote=0.1)
+    p.apply_fill(1, 1.0, 110.0)
+    assert p.qty == 2.0 and p.avg_px == pytest.approx(105.0)
+    r = p.apply_fill(-1, 0.5, 120.0)
+    assert r == pytest.approx(7.5) and p.qty == 1.5 and p.avg_px == pytest.approx(105.0)
+    assert p.unrealized_pnl(100.0) == pytest.approx(-7.5)
+    r = p.apply_fill(-1, 2.5, 90.0)  # closes 1.5 (loss 22.5), opens 1.0 short at 90
+    assert r == pytest.approx(-22.5) and p.qty == pytest.approx(-1.0) and p.avg_px == 90.0
+    assert p.unrealized_pnl(80.0) == pytest.approx(10.0)
+    assert p.realized_pnl == pytest.approx(-15.0) and p.fees == pytest.approx(0.1)
+    p.apply_fill(1, 1.0, 95.0)
+    assert p.qty == 0.0 and p.avg_px == 0.0 and p.realized_pnl == pytest.approx(-20.0)
+
+
+# ---------------------------------------------------------------- token bucket
+def test_token_bucket_and_backoff():
+    b = TokenBucket(rate=10.0, burst=5)
+    t = b.last_ns
+    assert all(b.try_acquire(t) for _ in range(5))
+    assert not b.try_acquire(t)
+    assert b.try_acquire(t + 100_000_000)  # 0.1 s later: one token back
+    wait = b.on_rate_limited(t + 100_000_000)
+    assert wait > 0 and not b.try_acquire(t + 100_000_000 + int(wait * 1e9) - 1)
+    assert b.try_acquire(t + 100_000_000 + int(wait * 1e9) + 200_000_000)
+    assert b.on_rate_limited(t + 10**9) > wait or wait == 5.0  # exponential
+    with pytest.raises(ValueError):
+        TokenBucket(0, 1)
+
+
+# ---------------------------------------------------------------- signing vectors
+BINANCE_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
+BINANCE_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
+
+
+@pytest.mark.parametrize("payload,expected", [
+    ("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559",
+     "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"),
+    ("symbol=%EF%BC%91%EF%BC%92%EF%BC%93%EF%BC%94%EF%BC%95%EF%BC%96&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1"
+     "&price=0.1&recvWindow=5000&timestamp=1499827319559",
+     "e1353ec6b14d888f1164ae9af8228a3dbd508bc82eb867db8ab6046442f33ef3"),
+    (f"apiKey={BINANCE_KEY}&price=52000.00&quantity=0.01000000&recvWindow=100&side=SELL&symbol=BTCUSDT"
+     "&timeInForce=GTC&timestamp=1645423376532&type=LIMIT",
+     "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24"),
+])
+def test_binance_sign_vectors(payload, expected):
+    assert binance.sign(BINANCE_SECRET, payload) == expected
+
+
+def test_binance_ws_payload_sorting_and_logon_vector():
+    params = {"apiKey": BINANCE_KEY, "timestamp": 1649729878532, "signature": "x"}
+    assert binance.sign(BINANCE_SECRET, binance.ws_payload(params)) == \
+        "1cf54395b336b0a9727ef27d5d98987962bc47aca6e13fe978612d0adee066ed"
+    non_ascii = {"symbol": "１２３４５６", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "1.00000000",
+                 "price": "0.10000000", "recvWindow": 5000, "timestamp": 1645423376532, "apiKey": BINANCE_KEY}
+    assert binance.sign(BINANCE_SECRET, binance.ws_payload(non_ascii)) == \
+        "b33892ae8e687c939f4468c6268ddd4c40ac1af18ad19a064864c47bae0752cd"
+
+
+def test_binance_order_place_and_cancel_doc_signatures():
+    place = {"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "timeInForce": "GTC", "price": "23416.10000000",
+             "quantity": "0.00847000", "apiKey": BINANCE_KEY, "timestamp": 1660801715431}
+    assert binance.sign(BINANCE_SECRET, binance.ws_payload(place)).startswith("15af09e4")
+    cancel = {"symbol": "BTCUSDT", "origClientOrderId": "4d96324ff9d44481926157", "apiKey": BINANCE_KEY,
+              "timestamp": 1660801715830}
+    assert binance.sign(BINANCE_SECRET, binance.ws_payload(cancel)).endswith("5282")
+
+
+def test_okx_sign_illustrations():
+    s = "22582BD0CFF14C41EDBF1AB98506286D"
+    assert okx.sign(s, okx.login_payload("1538054050")) == "+LdIr8lkkvhr5hoA3g9TMC0+uQJ849ftAcocA/ouu4M="
+    assert okx.sign(s, "2020-12-08T09:08:57.715ZGET/api/v5/account/balance?ccy=BTC") == \
+        "HiZhvSfMtWJA3uUIVXV3a/bSXNPCWvYFXoGCVS8V4zY="
+    assert okx.iso_ms(1607418537715) == "2020-12-08T09:08:57.715Z"
+
+
+def test_gate_sign_vectors():
+    get = gate.rest_payload("GET", "/api/v4/futures/orders", "contract=BTC_USD&status=finished&limit=50", b"",
+                            "1541993715")
+    assert gate.sign("secret", get) == ("55f84ea195d6fe57ce62464daaa7c3c02fa9d1dde954e4c898289c9a2407a3d6fb3faf24deff1"
+                                        "6790d726b66ac9f74526668b13bd01029199cc4fcc522418b8a")
+    body = b'{"contract":"BTC_USD","type":"limit","size":100,"price":6800,"time_in_force":"gtc"}'
+    post = gate.rest_payload("POST", "/api/v4/futures/orders", "", body, "1541993715")
+    assert gate.sign("secret", post) == ("eae42da914a590ddf727473aff25fc87d50b64783941061f47a3fdb92742541fc4c2c14017"
+                                         "581b4199a1418d54471c269c03a38d788d802e2c306c37636389f0")
+    assert gate.sign("secret", gate.channel_payload("spot.orders", "subscribe", 1611541000)).startswith("833a44bb")
+    assert gate.sign("secret", gate.ws_api_payload("api", "spot.login", "", "1681984544")).startswith("3e133322")
+
+
+# ---------------------------------------------------------------- encoders
+def _cfg_gw(cls, **kw):
+    cfg = load(text="")
+    return cls(cfg.venue(cls.venue.key), Instruments(), _Sink(), ["BTC-USDT"])
+
+
+@pytest.mark.parametrize("tif", [TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.POST_ONLY])
+def test_binance_new_order_template_is_signed_like_the_docs(tif):
+    gw = _cfg_gw(binance.BinanceGateway)
+    m = json.loads(gw.encode_new("abc123", "BTCUSDT", -1, "23416.10", "0.00847", tif, 1660801715431))
+    p = m["params"]
+    assert m["id"] == "nabc123" and m["method"] == "order.place"
+    assert p["newClientOrderId"] == "abc123" and p["side"] == "SELL" and p["apiKey"] == "sim-key"
+    if tif == TimeInForce.POST_ONLY:
+        assert p["type"] == "LIMIT_MAKER" and "timeInForce" not in p
+    else:
+        assert p["type"] == "LIMIT" and p["timeInForce"] == tif.name
+    # the signature is HMAC over the sorted params, exactly what the venue recomputes
+    assert p["signature"] == binance.sign("sim-secret", binance.ws_payload(p))
+
+
+def test_binance_cancel_amend_cancel_all_are_signed():
+    gw = _cfg_gw(binance.BinanceGateway)
+    for raw in (gw.encode_cancel("abc", "BTCUSDT", "", 1), gw.encode_cancel_all("BTCUSDT", 2),
+                gw.encode_amend("abc", "BTCUSDT", "", 1, "0.5", "", TimeInForce.GTC, "", 3),
+                gw.encode_amend("abc", "BTCUSDT", "", 1, "0.5", "101.00", TimeInForce.POST_ONLY, "def", 4)):
+        p = json.loads(raw)["params"]
+        assert p["signature"] == binance.sign("sim-secret", binance.ws_payload(p))
+    m = json.loads(gw.encode_amend("abc", "BTCUSDT", "", 1, "0.5", "101.00", TimeInForce.GTC, "def", 4))
+    assert m["method"] == "order.cancelReplace" and m["params"]["newClientOrderId"] == "def"
+    assert m["params"]["cancelReplaceMode"] == "STOP_ON_FAILURE"
+
+
+def test_okx_templates():
+    gw = _cfg_gw(okx.OkxGateway)
+    gw.codes["BTC-USDT"] = 123456
+    m = json.loads(gw.encode_new("gw000123", "BTC-USDT", 1, "30000.1", "0.01", TimeInForce.POST_ONLY, 0))
+    assert m == {"id": "ngw000123", "op": "order", "args": [{"instIdCode": 123456, "instId": "BTC-USDT",
+                 "tdMode": "cash", "side": "buy", "ordType": "post_only", "px": "30000.1", "sz": "0.01",
+                 "clOrdId": "gw000123"}]}
+    c = json.loads(gw.encode_cancel("gw000123", "BTC-USDT", "", 0))
+    assert c["op"] == "cancel-order" and c["args"][0]["clOrdId"] == "gw000123"
+    a = json.loads(gw.encode_amend("gw000123", "BTC-USDT", "", 1, "0.02", "", TimeInForce.GTC, "", 0))
+    assert a["op"] == "amend-order" and a["args"][0]["newSz"] == "0.02" and "newPx" not in a["args"][0]
+    b = json.loads(gw.encode_batch_cancel([(f"id{i}", "BTC-USDT") for i in range(25)]))
+    assert b["op"] == "batch-cancel-orders" and len(b["args"]) == 20
+
+
+def test_gate_templates():
+    gw = _cfg_gw(gate.GateGateway)
+    m = json.loads(gw.encode_new("abc", "BTC_USDT", -1, "1.5", "2", TimeInForce.POST_ONLY, 1681986203000))
+    assert m["channel"] == "spot.order_place" and m["event"] == "api" and m["time"] == 1681986203
+    rp = m["payload"]["req_param"]
+    assert rp == {"text": "t-abc", "currency_pair": "BTC_USDT", "type": "limit", "account": "spot", "side": "sell",
+                  "amount": "2", "price": "1.5", "time_in_force": "poc"}
+    c = json.loads(gw.encode_cancel("abc", "BTC_USDT", "", 1681986203000))
+    assert c["payload"]["req_param"] == {"order_id": "t-abc", "currency_pair": "BTC_USDT"}
+    x = json.loads(gw.encode_cancel_all("BTC_USDT", 1681986203000))
+    assert x["channel"] == "spot.order_cancel_cp"
+
+
+def test_hmac_key_prepared_once_matches_fresh_hmac():
+    gw = _cfg_gw(okx.OkxGateway)
+    assert gw._sig("abc") == base64.b64encode(hmac.new(b"sim-secret", b"abc", hashlib.sha256).digest()).decode()
+
+
+# ---------------------------------------------------------------- error codes
+@pytest.mark.parametrize("code,msg,status,reason", [
+    (-1022, "Signature for this request is not valid.", 400, Reason.BAD_SIGNATURE),
+    (-1021, "Timestamp for this request is outside of the recvWindow.", 400, Reason.TIMESTAMP),
+    (-2010, "Account has insufficient balance for requested action.", 400, Reason.INSUFFICIENT_BALANCE),
+    (-2010, "Order would immediately match and take.", 400, Reason.POST_ONLY_CROSS),
+    (-1015, "Too many new orders; current limit is 50 orders per 10 SECOND.", 429, Reason.RATE_LIMIT),
+    (-1003, "Too much request weight used", 429, Reason.RATE_LIMIT),
+    (-2013, "Order does not exist.", 400, Reason.UNKNOWN_ORDER),
+    (-2011, "Unknown order sent.", 400, Reason.UNKNOWN_ORDER),
+    (-1013, "Filter failure: PRICE_FILTER", 400, Reason.INVALID_TICK_LOT),
+    (-1013, "Filter failure: LOT_SIZE", 400, Reason.INVALID_TICK_LOT),
+    (-1013, "Filter failure: NOTIONAL", 400, Reason.MIN_NOTIONAL),
+    (-2015, "Invalid API-key, IP, or permissions for action.", 401, Reason.AUTH),
+    (-1007, "Timeout waiting for response from backend server. Send status unknown.", 408, Reason.VENUE_ERROR),
+    (-2010, "Duplicate order sent.", 400, Reason.DUPLICATE_ID),
+])
+def test_binance_error_reason(code, msg, status, reason):
+    assert binance.error_reason(code, msg, status) == reason
+
+
+@pytest.mark.parametrize("code,msg,reason", [
+    ("60007", "", Reason.BAD_SIGNATURE), ("50113", "", Reason.BAD_SIGNATURE), ("60006", "", Reason.TIMESTAMP),
+    ("50102", "", Reason.TIMESTAMP), ("51008", "Order failed. Insufficient USDT balance in account",
+                                      Reason.INSUFFICIENT_BALANCE),
+    ("50011", "", Reason.RATE_LIMIT), ("50061", "", Reason.RATE_LIMIT), ("51603", "", Reason.UNKNOWN_ORDER),
+    ("51400", "", Reason.UNKNOWN_ORDER), ("51121", "", Reason.INVALID_TICK_LOT), ("60024", "", Reason.AUTH),
+    ("51016", "", Reason.DUPLICATE_ID),
+])
+def test_okx_error_reason(code, msg, reason):
+    assert okx.error_reason(code, msg) == reason
+
+
+@pytest.mark.parametrize("label,status,reason", [
+    ("INVALID_SIGNATURE", 401, Reason.BAD_SIGNATURE), ("REQUEST_EXPIRED", 400, Reason.TIMESTAMP),
+    ("BALANCE_NOT_ENOUGH", 400, Reason.INSUFFICIENT_BALANCE), ("POC_FILL_IMMEDIATELY", 400, Reason.POST_ONLY_CROSS),
+    ("TOO_MANY_REQUESTS", 429, Reason.RATE_LIMIT), ("", 429, Reason.RATE_LIMIT),
+    ("ORDER_NOT_FOUND", 404, Reason.UNKNOWN_ORDER), ("INVALID_PRECISION", 400, Reason.INVALID_TICK_LOT),
+    ("INVALID_KEY", 401, Reason.AUTH), ("SERVER_ERROR", 500, Reason.VENUE_ERROR),
+])
+def test_gate_error_reason(label, status, reason):
+    assert gate.error_reason(label, status) == reason
+
+
+def test_post_only_reject_normalised_on_all_venues():
+    b = binance.decode(b'{"id":"nabc","status":400,"error":{"code":-2010,"msg":"Order would immediately match and take."}}')
+    assert b[0].kind == U_REJECT and b[0].reason == Reason.POST_ONLY_CROSS and b[0].cl_ord_id == "abc"
+    o = okx.decode_order_push({"clOrdId": "abc", "state": "canceled", "cancelSource": "31", "ordType": "post_only"})
+    assert o.state == S.CANCELED and o.reason == Reason.POST_ONLY_CROSS
+    g = gate.order_update(U_ACK, {"text": "t-abc", "status": "cancelled", "finish_as": "poc", "amount": "1",
+                                  "left": "1"})
+    assert g.state == S.CANCELED and g.reason == Reason.POST_ONLY_CROSS and g.cl_ord_id == "abc"
+
+
+def test_malformed_frames_raise_for_the_gateway_to_count():
+    for dec in (binance.decode, okx.decode, gate.decode):
+        with pytest.raises(ValueError):  # orjson.JSONDecodeError is a ValueError
+            dec(b"{not json")
+        with pytest.raises(ValueError):
+            dec(b"[1,2]")
