@@ -117,6 +117,28 @@ class Ring:
         return cls(name, shm, create=True)
 
     @classmethod
+    def open(cls, name: str, capacity: int, record_size: int, lossless: bool = False) -> Ring:
+        """Attach to the ring if it exists with this geometry, else create it. A restarted
+        producer must use this, not `create(replace=True)`: consumers stay mapped to the
+        existing segment and a replacement would leave them reading a dead one."""
+        try:
+            ring = cls.attach(name, record_size=record_size)
+        except ShmError as e:
+            if isinstance(e, RingError):
+                raise
+            try:
+                return cls.create(name, capacity, record_size, lossless=lossless)
+            except ShmError:
+                ring = cls.attach(name, record_size=record_size)  # lost a creation race
+        want = MODE_LOSSLESS if lossless else MODE_LOSSY
+        if ring.capacity != capacity or ring.mode != want:
+            cap, mode = ring.capacity, ring.mode
+            ring.close()
+            raise RingError(f"ring {name!r} exists with capacity {cap} and mode {mode}, expected "
+                            f"{capacity} and {want}; stop the system and clean it (ringstat --clean)")
+        return ring
+
+    @classmethod
     def attach(cls, name: str, record_size: int | None = None, allow_stale: bool = True) -> Ring:
         """Attach to an existing ring; `record_size` guards against a foreign layout.
 
@@ -144,17 +166,14 @@ class Ring:
             self._journal_fd = -1
         if self._shm is None:
             return
-        try:
-            for mv in ("_pos", "_seqs", "_data", "copy_buffer"):
-                v = getattr(self, mv, None)
-                if v is not None:
+        for mv in ("_pos", "_seqs", "_data", "copy_buffer"):
+            v = getattr(self, mv, None)
+            if v is not None:
+                try:
                     v.release()
-            self._shm.close()
-        except BufferError:
-            # A numpy view handed out by peek_batch is still alive: leave the mapping to
-            # the garbage collector instead of failing (and stop SharedMemory.__del__ retrying).
-            self._shm._buf = None  # type: ignore[attr-defined]
-            self._shm._mmap = None  # type: ignore[attr-defined]
+                except BufferError:
+                    pass  # a numpy view handed out by peek_batch is still alive
+        self._shm.close()
         self.buffer = None
         self._shm = None
 

@@ -24,7 +24,39 @@ def _untrack(shm: shared_memory.SharedMemory) -> None:
         pass
 
 
-def create(name: str, size: int, replace: bool = False) -> shared_memory.SharedMemory:
+class Segment:
+    """A mapped segment: `.name`, `.buf` (memoryview), `.close()`. Unlike SharedMemory it never
+    raises from a destructor when numpy views of it are still alive: the mapping simply
+    lives until the last view goes."""
+
+    __slots__ = ("name", "buf", "_mmap", "size")
+
+    def __init__(self, shm: shared_memory.SharedMemory) -> None:
+        self.name = shm.name
+        self.buf = shm._buf  # type: ignore[attr-defined]
+        self._mmap = shm._mmap  # type: ignore[attr-defined]
+        self.size = shm.size
+        try:
+            os.close(shm._fd)  # type: ignore[attr-defined]
+        except OSError:
+            pass
+        shm._fd = -1  # type: ignore[attr-defined]
+        shm._buf = None  # type: ignore[attr-defined]
+        shm._mmap = None  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        if self.buf is None:
+            return
+        try:
+            self.buf.release()
+            self._mmap.close()
+        except BufferError:
+            pass  # views still exported: the mapping goes when they do
+        self.buf = None
+        self._mmap = None
+
+
+def create(name: str, size: int, replace: bool = False) -> Segment:
     if replace:
         unlink(name)
     try:
@@ -35,16 +67,16 @@ def create(name: str, size: int, replace: bool = False) -> shared_memory.SharedM
             f"(remove it with `python -m ringbuf.ringstat --clean`)"
         ) from None
     _untrack(shm)
-    return shm
+    return Segment(shm)
 
 
-def attach(name: str) -> shared_memory.SharedMemory:
+def attach(name: str) -> Segment:
     try:
         shm = shared_memory.SharedMemory(name=name, create=False)
     except FileNotFoundError:
         raise ShmError(f"shared-memory segment {name!r} does not exist; is the producer running?") from None
     _untrack(shm)
-    return shm
+    return Segment(shm)
 
 
 def unlink(name: str) -> bool:
