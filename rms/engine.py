@@ -452,6 +452,32 @@ class RiskEngine:
         if extra > 0.0:
             self._set_remaining(s, req.qty)
 
+    def on_replaced(self, old_cl_ord_id: str, new_cl_ord_id: str, px: float, qty: float) -> None:
+        """An amend became a cancel-replace with a new client id: the replacement is open
+        (same side and instrument) while the old order is still counted until it closes."""
+        s = self._ord_slot.get(old_cl_ord_id, -1)
+        if s < 0 or not self._free:
+            return
+        k = self.ord_k[s]
+        v = k // self.n_instr
+        side = self.ord_side[s]
+        qty = qty if qty > 0.0 else self.ord_rem[s]
+        px = px if px > 0.0 else self.ord_px[s]
+        n = self._free.pop()
+        self._ord_slot[new_cl_ord_id] = n
+        self.ord_k[n] = k
+        self.ord_side[n] = side
+        self.ord_rem[n] = qty
+        self.ord_px[n] = px
+        if side > 0:
+            self.open_buy[k] += qty
+        else:
+            self.open_sell[k] += qty
+        self.open_count[k] += 1
+        self.venue_open[v] += 1
+        self.total_open += 1
+        self._update_exposure(k)
+
     def on_amended(self, cl_ord_id: str, px: float, remaining_qty: float) -> None:
         s = self._ord_slot.get(cl_ord_id, -1)
         if s < 0:

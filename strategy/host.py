@@ -294,7 +294,13 @@ class StrategyHost:
                 req.cl_ord_id = cid
                 rms.on_order_open(req)
             elif kind is _AMEND:
-                rms.on_amend_sent(req)
+                req.cl_ord_id = cid
+                if cid != req.target_cl_ord_id:
+                    # the venue amends by cancel-replace (Binance): a new order id. Risk counts
+                    # both until the old one is reported closed (worst case).
+                    rms.on_replaced(req.target_cl_ord_id, cid, req.px, req.qty)
+                else:
+                    rms.on_amend_sent(req)
             self.orders_sent += 1
             t0 = self._t0
             if t0:

@@ -27,7 +27,7 @@ PENDING_AMEND = 4
 # common.enums.OrderState values
 _ST_OPEN = frozenset({2, 3})  # NEW, PARTIALLY_FILLED
 _ST_TERMINAL = frozenset({4, 6, 7, 8})  # FILLED, CANCELED, REJECTED, EXPIRED
-_AMEND_DONE = frozenset({"AMENDED", "AMEND_REJECT", "REJECT", "RECONCILED"})
+_AMEND_DONE = frozenset({"AMENDED", "AMEND_REJECT", "REJECT", "RECONCILED", "ACK"})
 _EPS = 1e-12
 _BUY = OrderSide.BUY
 _SELL = OrderSide.SELL
@@ -339,6 +339,7 @@ class MarketMaker(Strategy):
                     req.side = _BUY if s < base + L else _SELL
                     req.ts_ns = now_ns
                     status[s] = PENDING_AMEND
+                    self.s_req[s] = req  # the host sets req.cl_ord_id: a new id when the venue replaces
                     self.s_want_px[s] = want_px
                     self.amends_sent += 1
                 else:
@@ -382,8 +383,7 @@ class MarketMaker(Strategy):
             if self.s_status[s] == PENDING_NEW and not self.s_cid[s]:
                 req = self.s_req[s]
                 if req is not None and req.cl_ord_id:
-                    self.s_cid[s] = req.cl_ord_id
-                    self.cid_slot[req.cl_ord_id] = s
+                    self._rebind(s, req.cl_ord_id)
                 elif now_ns - self.s_ns[s] > self.pending_timeout_ns:
                     self._free(s)
 
@@ -404,10 +404,17 @@ class MarketMaker(Strategy):
             return s
         for s, req in enumerate(self.s_req):
             if req is not None and req.cl_ord_id == cid and self.s_status[s] != EMPTY:
-                self.s_cid[s] = cid
-                self.cid_slot[cid] = s
+                self._rebind(s, cid)
                 return s
         return -1
+
+    def _rebind(self, s: int, cid: str) -> None:
+        """Slot s now tracks order `cid` (its first id, or a cancel-replace's new id)."""
+        old = self.s_cid[s]
+        if old and old != cid:
+            self.cid_slot.pop(old, None)
+        self.s_cid[s] = cid
+        self.cid_slot[cid] = s
 
     def on_request_denied(self, req: OrderRequest, reason_code: int, reason: str) -> None:
         kind = req.kind
@@ -436,6 +443,11 @@ class MarketMaker(Strategy):
         self.dirty[s // (2 * self.levels)] = True
         state = int(order.state)
         if state in _ST_TERMINAL:
+            req = self.s_req[s]
+            if (self.s_status[s] == PENDING_AMEND and req is not None and req.kind == RequestKind.AMEND
+                    and req.cl_ord_id and req.cl_ord_id != cid):
+                self._rebind(s, req.cl_ord_id)  # the old order of a cancel-replace is gone
+                return None
             self._free(s)
             return None
         rem = order.qty - order.filled_qty

@@ -330,3 +330,19 @@ def test_check_path_allocates_nothing():
         rms.check(amend, NOW)
     grown = sys.getallocatedblocks() - before
     assert grown < 50, f"check path keeps {grown} new blocks alive"
+
+
+def test_cancel_replace_counts_both_until_the_old_closes():
+    rms, _, _ = make(max_position=0.0025)
+    r = buy()
+    rms.check(r, NOW)
+    opened(rms, r, "old1")
+    rms.on_replaced("old1", "new1", 59995.0, 0.001)
+    assert rms.open_qty(B, 1)[0] == pytest.approx(0.002)
+    assert rms.check(buy(), NOW) == Reason.MAX_POSITION
+    rms.on_order_closed("old1")
+    assert rms.open_qty(B, 1)[0] == pytest.approx(0.001)
+    assert rms.check(buy(), NOW) == 0
+    rms.on_fill("new1", B, 1, 1, 0.001, 59995.0)
+    rms.on_order_closed("new1")
+    assert rms.open_qty(B, 1)[0] == 0.0 and rms.total_open == 0

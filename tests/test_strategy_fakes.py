@@ -86,6 +86,8 @@ class FakeOMS:
         self.started = False
         self.stopped = False
         self.refuse_next = False
+        self.replace_on_amend = False
+        self.replaced = {}
 
     # contract
     async def start(self, venues=None):
@@ -148,6 +150,15 @@ class FakeOMS:
             if o is None:
                 self.last_reject_reason = "unknown order"
                 return ""
+            if self.replace_on_amend:  # Binance-style cancelReplace: a new order, a new id
+                self.n += 1
+                cid = f"c{self.n}"
+                new = FakeOrder(cid, o.venue, o.instr_id, o.side, req.px or o.px, req.qty or o.qty - o.filled_qty,
+                                o.tif)
+                self.orders[cid] = new
+                o.state = OrderState.PENDING_CANCEL
+                self.replaced[o.cl_ord_id] = cid
+                return cid
             o.state = OrderState.PENDING_AMEND
             o.pending_px, o.pending_qty = req.px, req.qty
             if self.auto_ack:

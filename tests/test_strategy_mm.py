@@ -293,3 +293,31 @@ def test_avellaneda_stoikov_mode_quotes():
     assert q["buy"].px == pytest.approx(math.floor((r - delta / 2) / 0.01) * 0.01)
     assert q["sell"].px == pytest.approx(math.ceil((r + delta / 2) / 0.01) * 0.01)
     assert q["buy"].px < q["sell"].px
+
+
+def test_amend_by_cancel_replace_follows_the_new_id():
+    for ack_new_first in (False, True):
+        h = Harness()
+        h.oms.replace_on_amend = True
+        h.quote(60000.0, 60001.0)
+        h.requote()
+        h.ack_all()
+        old_ids = sorted(w[4] for w in h.mm.working())
+        h.now += 10_000_000
+        h.quote(60060.0, 60061.0)
+        reqs = h.requote()
+        assert [r.kind for r in reqs] == [RequestKind.AMEND, RequestKind.AMEND]
+        for r in reqs:  # what the host does: the OMS returned the replacement's id
+            r.cl_ord_id = h.oms.replaced[r.target_cl_ord_id]
+        for old, new in h.oms.replaced.items():
+            if ack_new_first:
+                h.oms.ack(new)
+                h.oms.cancel_ack(old)
+            else:
+                h.oms.cancel_ack(old)
+                h.oms.ack(new)
+        work = h.mm.working()
+        assert len(work) == 2 and all(w[3] == LIVE for w in work)
+        assert sorted(w[4] for w in work) == sorted(h.oms.replaced.values())
+        assert not set(old_ids) & {w[4] for w in work}
+        assert h.requote() == []  # nothing is re-placed: no duplicate quotes
