@@ -221,11 +221,11 @@ def test_binance_order_flow_and_user_stream(sim):
         c.send_json({"id": "uds", "method": "userDataStream.subscribe"})
         assert c.recv_until(lambda m: m.get("id") == "uds")["result"] == {"subscriptionId": 0}
         px = far_bid(sim, "binance")
-        c.send_json({"id": 1, "method": "order.place", "params": {
+        c.send_json({"id": "o-1", "method": "order.place", "params": {
             "symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "price": px,
             "quantity": "0.00100", "newClientOrderId": "ed-1", "newOrderRespType": "RESULT",
             "timestamp": int(time.time() * 1000)}})
-        ack = c.recv_until(lambda m: m.get("id") == 1)
+        ack = c.recv_until(lambda m: m.get("id") == "o-1")
         assert ack["status"] == 200 and ack["result"]["status"] == "NEW"
         same_shape(load("binance", "ws_order_place_result.json"), ack)
         er = c.recv_until(lambda m: m.get("event", {}).get("e") == "executionReport")
@@ -240,9 +240,9 @@ def test_binance_order_flow_and_user_stream(sim):
         r = c.recv_until(lambda m: m.get("id") == 3)
         assert r["result"]["status"] == "CANCELED"
         c.recv_until(lambda m: m.get("event", {}).get("x") == "CANCELED")
-        c.send_json({"id": 4, "method": "order.cancel", "params": {
+        c.send_json({"id": "c-4", "method": "order.cancel", "params": {
             "symbol": "BTCUSDT", "orderId": oid, "timestamp": int(time.time() * 1000)}})
-        r = c.recv_until(lambda m: m.get("id") == 4)
+        r = c.recv_until(lambda m: m.get("id") == "c-4")
         assert r["status"] == 400 and r["error"]["code"] == -2011
         same_shape(load("binance", "ws_error.json"), r)
 
@@ -365,13 +365,14 @@ def test_gate_order_flow(sim):
         assert gate_sub_private(c, "spot.orders", ["!all"])["result"] == {"status": "success"}
         px = far_bid(sim, "gate")
         c.send_json({"time": int(time.time()), "channel": "spot.order_place", "event": "api",
-                     "payload": {"req_id": "p1", "req_param": {"text": "t-g1", "currency_pair": "BTC_USDT",
+                     "payload": {"req_id": "p1", "req_header": {"x-gate-exptime": str(int(time.time() * 1000) + 60000)},
+                                 "req_param": {"text": "t-g1", "currency_pair": "BTC_USDT",
                                                                "type": "limit", "account": "spot", "side": "buy",
                                                                "amount": "0.001", "price": px,
                                                                "time_in_force": "poc"}}})
         ack = c.recv_until(lambda m: m.get("request_id") == "p1")
         assert ack["ack"] is True
-        same_shape(load("gate", "order_place_ack.json"), ack)
+        same_shape(load("gate", "order_place_ack.json"), ack, extra_ok=("time_in_force",))  # echo of our request
         res = c.recv_until(lambda m: m.get("request_id") == "p1")
         assert res["ack"] is False and res["data"]["result"]["status"] == "open"
         # stp_id/stp_act are documented fields of the Order object (APIv4 schema)
@@ -659,10 +660,15 @@ def test_trigger_mode_and_probe(sim):
                 "symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "IOC",
                 "price": far_bid(sim, "binance"), "quantity": "0.001", "newClientOrderId": "probe-1"})})
             api.recv_until(lambda m: m.get("id") == "t")
-            rec = wait_until(lambda: sim.control.probe(), 30, what="probe records")
-            jumps = [r for r in rec["md"] if r["trigger"] and r["venue"] == "binance"]
-            orders = [r for r in rec["orders"] if r["client_order_id"] == "probe-1"]
-            assert jumps and orders and jumps[0]["send_ns"] > 0 and orders[0]["recv_ns"] > 0
+
+            def records():
+                rec = sim.control.probe()
+                jumps = [r for r in rec["md"] if r["trigger"] and r["venue"] == "binance"]
+                orders = [r for r in rec["orders"] if r["client_order_id"] == "probe-1"]
+                return (jumps, orders) if jumps and orders else None
+            jumps, orders = wait_until(records, 30, 0.1, "a jump frame and the order in the probe")
+            assert jumps[0]["send_ns"] > 0 and orders[0]["recv_ns"] > 0
+            assert jumps[0]["kind"] in ("bookTicker", "depthUpdate", "trade")
         finally:
             sim.control.trigger(False)
 

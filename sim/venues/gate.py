@@ -82,10 +82,6 @@ class GateSession(VenueSession):
         rid = msg.get("id")
         channel = msg.get("channel")
         event = msg.get("event")
-        if not isinstance(channel, str) or not isinstance(event, str):
-            self.reply_obj(rid, str(channel or ""), str(event or ""),
-                           error={"code": 2, "message": "invalid argument: channel and event are required"})
-            return
         if channel == "spot.ping":
             now = time.time_ns()
             pong: dict[str, Any] = {"time": now // 1_000_000_000, "time_ms": now // 1_000_000}
@@ -93,6 +89,10 @@ class GateSession(VenueSession):
                 pong["id"] = rid
             pong.update({"channel": "spot.pong", "event": "", "error": None, "result": None})
             self.conn.send_text(orjson.dumps(pong))
+            return
+        if not isinstance(channel, str) or not isinstance(event, str):
+            self.reply_obj(rid, str(channel or ""), str(event or ""),
+                           error={"code": 2, "message": "invalid argument: channel and event are required"})
             return
         if event == "api":
             self.conn.kind = "orders"
@@ -410,7 +410,7 @@ class GateApp(VenueApp):
                        "spot.order_cancel_ids"):
             self.reply(sess, orjson.dumps({"request_id": req_id, "ack": True,
                                            "header": self._ws_header(sess, channel, "200"),
-                                           "data": {"result": {"req_id": req_id, "req_header": hdr,
+                                           "data": {"result": {"req_id": req_id, "req_header": hdr or {},
                                                                "req_param": rp, "api_key": "", "timestamp": "",
                                                                "signature": ""}}}))
         key = sess.api_key
