@@ -504,12 +504,13 @@ class OrderManager:
             left = await gw.open_orders()
             if not left:
                 break
-            for vsym in {o.vsym for o in left}:  # orders we do not track (another session): REST
-                try:
-                    await gw.cancel_all_rest(vsym)
-                except GatewayError as e:
-                    log.warning("%s: REST cancel-all %s failed: %s", v.key, vsym, e)
-        self._spawn(self.reconcile(v, quiet=True))
+            # orders we do not track (another session) or whose cancel raced: adopt, cancel again
+            await self.reconcile(v, quiet=True)
+            if self.venue_ready(v):
+                self._send_cancel_all(v)
+        else:
+            raise GatewayError(f"{v.key}: orders still open after cancel_all ({timeout_s:.0f} s)")
+        await self.reconcile(v, quiet=True)
 
     # ---------------------------------------------------------------- state changes
     def _set_state(self, o: Order, st: OrderState, kind: EventKind, reason: Reason = Reason.NONE,
@@ -821,6 +822,7 @@ class OrderManager:
             st.reconciling = True
             st.ready = False
         try:
+            await self._reconcile_fills(v)  # fills first: then open/closed states agree with filled qty
             venue_open = await gw.open_orders()
             seen = set()
             for vo in venue_open:
@@ -835,15 +837,16 @@ class OrderManager:
             mine = [o for o in self.orders.values() if o.venue == v and not o.state.is_terminal
                     and o.cl_ord_id not in seen]
             for o in mine:
-                vo = await gw.query_order(to_wire(v, o.cl_ord_id), self._venue_sym(v, o.instr_id))
+                try:
+                    vo = await gw.query_order(to_wire(v, o.cl_ord_id), self._venue_sym(v, o.instr_id))
+                except GatewayError as e:
+                    log.warning("%s: order query for %s failed (%s); resolving from open orders and fills",
+                                v.key, o.cl_ord_id, e)
+                    vo = None
                 if vo is None:
-                    if o.state in (S.PENDING_NEW, S.UNKNOWN) and not o.venue_ord_id:
-                        self._set_state(o, S.REJECTED, EventKind.RECONCILED, Reason.NOT_FOUND)
-                    else:
-                        self._set_state(o, S.CANCELED, EventKind.RECONCILED, Reason.NOT_FOUND)
+                    self._resolve_closed(o)
                 else:
                     self._reconcile_order(o, vo)
-            await self._reconcile_fills(v)
             st.reconciles += 1
             st.last_reconcile_ms = int(time.time() * 1000)
             self.n["reconciles"] += 1
@@ -853,6 +856,15 @@ class OrderManager:
             if not quiet:
                 st.reconciling = False
 
+    def _resolve_closed(self, o: Order) -> None:
+        """Not open at the venue and not queryable: closed, or never arrived. Fills are already in."""
+        if o.filled_qty >= o.qty - _EPS:
+            self._set_state(o, S.FILLED, EventKind.RECONCILED)
+        elif o.venue_ord_id or o.filled_qty > 0:
+            self._set_state(o, S.CANCELED, EventKind.RECONCILED, Reason.NOT_FOUND)
+        else:
+            self._set_state(o, S.REJECTED, EventKind.RECONCILED, Reason.NOT_FOUND)
+
     def _adopt(self, v: Exchange, cl: str, vo: VenueOrder) -> Order | None:
         try:
             iid = self.instruments.id_for_venue_symbol(vo.vsym, v)
@@ -861,6 +873,8 @@ class OrderManager:
         o = Order(cl or f"venue{vo.venue_ord_id}", v, iid, self.instruments.name(iid), OrderSide(vo.side or 1),
                   vo.px, vo.qty, TimeInForce.GTC, OrderType.LIMIT, 0, time.perf_counter_ns())
         o.venue_ord_id = vo.venue_ord_id
+        o.filled_qty = vo.cum_qty  # trades of another session: not in our positions
+        o.avg_px = vo.avg_px
         o.acked_ns = o.created_ns
         o.state = S.UNKNOWN
         self.orders[o.cl_ord_id] = o
@@ -875,19 +889,11 @@ class OrderManager:
         if vo.qty and o.state != S.PENDING_AMEND:
             o.qty = vo.qty
         target = vo.state
-        if target == S.UNKNOWN:
+        if target == S.UNKNOWN or o.state == target:
             return
-        if target in (S.PARTIALLY_FILLED, S.FILLED) and o.filled_qty < vo.cum_qty - _EPS:
-            o.prev_state = target
-        cur = o.state
-        if cur == target:
-            return
-        if cur in (S.UNKNOWN, S.PENDING_NEW):
-            if target in (S.PARTIALLY_FILLED, S.FILLED) and o.filled_qty < vo.cum_qty - _EPS:
-                # the fills themselves come from the fills query that follows
-                self._set_state(o, S.NEW, EventKind.RECONCILED)
-                if target == S.PARTIALLY_FILLED:
-                    return
+        if o.state in (S.UNKNOWN, S.PENDING_NEW):
+            if not o.acked_ns:
+                o.acked_ns = time.perf_counter_ns()
             self._set_state(o, target, EventKind.RECONCILED, o.reason if target.is_terminal else Reason.NONE)
             return
         self._apply_venue_state(o, target, EventKind.RECONCILED, Reason.NONE, vo.cum_qty)
@@ -913,11 +919,6 @@ class OrderManager:
                     continue
                 self.n["reconciled_fills"] += 1
                 self._apply_fill(o, f, replay=True)
-        # an order the venue reported FILLED whose trades are all in: make it FILLED
-        for o in self.orders.values():
-            if o.venue == v and o.prev_state == S.FILLED and o.state not in (S.FILLED,) and \
-                    o.filled_qty >= o.qty - _EPS and not o.state.is_terminal:
-                self._set_state(o, S.FILLED, EventKind.RECONCILED)
 
     async def _resolve_unknown(self, v: Exchange) -> None:
         """Query each UNKNOWN order of a connected venue (after a timeout or an unknown-outcome reply)."""
@@ -925,23 +926,27 @@ class OrderManager:
         st = self._venues.get(v)
         if st is None or not st.ready:
             return  # the reconnect path reconciles everything
-        for o in [o for o in self.orders.values() if o.venue == v and o.state == S.UNKNOWN]:
-            try:
-                vo = await st.gw.query_order(to_wire(v, o.cl_ord_id), self._venue_sym(v, o.instr_id))
-            except Exception as e:
-                log.warning("%s: cannot query %s: %s", v.key, o.cl_ord_id, e)
-                continue
-            if o.state != S.UNKNOWN:
-                continue
-            if vo is None:
-                self._set_state(o, S.REJECTED if not o.venue_ord_id else S.CANCELED, EventKind.RECONCILED,
-                                Reason.NOT_FOUND)
-            else:
-                self._reconcile_order(o, vo)
         try:
             await self._reconcile_fills(v)
         except Exception as e:
             log.warning("%s: fills reconciliation failed: %s", v.key, e)
+        for o in [o for o in self.orders.values() if o.venue == v and o.state == S.UNKNOWN]:
+            try:
+                vo = await st.gw.query_order(to_wire(v, o.cl_ord_id), self._venue_sym(v, o.instr_id))
+            except Exception as e:
+                log.warning("%s: cannot query %s (%s); resolving from open orders and fills", v.key, o.cl_ord_id, e)
+                vo = None
+                try:
+                    if any(from_wire(v, x.cl_ord_id) == o.cl_ord_id for x in await st.gw.open_orders()):
+                        continue  # still open: the next push or reconciliation settles it
+                except Exception:
+                    continue
+            if o.state != S.UNKNOWN:
+                continue
+            if vo is None:
+                self._resolve_closed(o)
+            else:
+                self._reconcile_order(o, vo)
 
     def _spawn(self, coro) -> None:
         t = asyncio.get_running_loop().create_task(coro)
