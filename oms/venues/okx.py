@@ -294,9 +294,8 @@ def decode_order_push(d: dict) -> Update:
         u.reason = _CANCEL_SOURCE.get(src, Reason.NONE)
         if u.reason == Reason.NONE and d.get("ordType") in ("ioc", "fok", "optimal_limit_ioc"):
             u.reason = Reason.IOC_UNFILLED
-    if d.get("amendResult") not in (None, "", "-1"):
-        if d.get("amendResult") == "0":
-            u.kind = U_AMEND_ACK
+    if d.get("amendResult") == "0" and st in (OrderState.NEW, OrderState.PARTIALLY_FILLED) and not u.trade_id:
+        u.kind = U_AMEND_ACK  # the push that confirms an amend (a later push may still carry the flag)
     return u
 
 

@@ -1,0 +1,313 @@
+"""OMS against the venue simulator (real wire protocols on loopback) on Binance, OKX and Gate:
+place, amend, cancel, partial fill, post-only reject, IOC, cancel_all, connection drops with orders
+in flight, and the dead-man switch after SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from common.config import load
+from common.enums import Exchange, OrderSide, OrderState
+from common.instruments import Instruments
+from oms import OrderManager, OrderRequest, Reason, Symbol, apply_sim_urls
+from ringbuf.records import KIND_FILL, KIND_ORDER_EVENT, ORDER_EVENT_DTYPE
+from ringbuf.ring import Ring
+from ringbuf.records import EVENT_RECORD_SIZE
+
+pytestmark = pytest.mark.integration
+S = OrderState
+VENUES = [Exchange.BINANCE, Exchange.OKX, Exchange.GATE]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def sim():
+    from sim.testing import run_sim
+
+    with run_sim(symbols=["BTC-USDT", "ETH-USDT"], seed=7, rate=200) as s:
+        yield s
+
+
+@pytest.fixture
+def fresh(sim):
+    sim.control.reset()
+    sim.control.pause_md()  # a still book: partial fills and crosses are deterministic
+    yield sim
+    sim.control.clear_faults()
+    sim.control.resume_md()
+
+
+def make_cfg(sim):
+    cfg = load(text="")
+    apply_sim_urls(cfg, sim.urls)
+    for v in ("binance", "okx", "gate"):
+        cfg.venue(v).order_rate = 100_000.0
+        cfg.venue(v).order_burst = 10_000
+        cfg.venue(v).cancel_rate = 100_000.0
+        cfg.venue(v).cancel_burst = 10_000
+    return cfg
+
+
+async def until(cond, timeout_s: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 240))
+
+
+def sym(v: Exchange, base: str = "BTC") -> Symbol:
+    return Symbol(base, "USDT", v)
+
+
+def venue_open(sim, v: Exchange) -> dict[str, dict]:
+    out = {}
+    for o in sim.control.open_orders(v.key, api_key="sim-key"):
+        cid = o["client_order_id"]
+        out[cid[2:] if v == Exchange.GATE and cid.startswith("t-") else cid] = o
+    return out
+
+
+def top(sim, v: Exchange, symbol: str = "BTC-USDT"):
+    b = sim.control.book(v.key, symbol, depth=5)
+    return (float(b["bids"][0][0]), float(b["bids"][0][1]), float(b["asks"][0][0]), float(b["asks"][0][1]))
+
+
+@pytest.mark.parametrize("venue", VENUES, ids=lambda v: v.key)
+def test_place_amend_cancel(fresh, venue, shm_prefix):
+    async def main():
+        ring = Ring.create(f"{shm_prefix}-ev", 4096, EVENT_RECORD_SIZE, lossless=True)
+        ring.claim_producer()
+        ring.claim_consumer()
+        om = OrderManager(make_cfg(fresh), Instruments(["BTC-USDT", "ETH-USDT"]), events_ring=ring)
+        await om.start([venue])
+        events = []
+        om.add_listener(events.append)
+        bid, _, ask, _ = top(fresh, venue)
+        o = await om.place_order(OrderRequest.new_limit(sym(venue), OrderSide.BUY, 0.01, bid * 0.98))
+        assert o.state == S.NEW and o.venue_ord_id and o.acked_ns > o.sent_ns > 0
+        assert o.cl_ord_id in venue_open(fresh, venue)
+        # amend price and quantity
+        new_px = round(bid * 0.97, 1)
+        cl = om.submit(OrderRequest.amend(sym(venue), o.cl_ord_id, qty=0.02, price=new_px))
+        assert cl, om.last_reject_reason
+        live = om.order(cl)
+        await until(lambda: live.state == S.NEW and abs(live.px - new_px) < 1e-6 and abs(live.qty - 0.02) < 1e-9,
+                    what="amend")
+        vo = venue_open(fresh, venue)[cl]
+        assert abs(float(vo["price"]) - new_px) < 1e-6 and abs(float(vo["qty"]) - 0.02) < 1e-9
+        if venue == Exchange.BINANCE:  # cancelReplace: the old order is gone, the new one carries on
+            await until(lambda: o.state == S.CANCELED, what="replaced order cancelled")
+            assert len(venue_open(fresh, venue)) == 1
+        # cancel
+        assert om.submit(OrderRequest.cancel(sym(venue), cl)) == cl
+        await until(lambda: live.state == S.CANCELED, what="cancel")
+        assert venue_open(fresh, venue) == {}
+        assert om.stats()["counts"].get("illegal", 0) == 0
+        await om.stop(cancel_all=False)
+        # the events ring got every state change with increasing event_seq per order
+        recs = ring.peek_batch(4096).copy().view(ORDER_EVENT_DTYPE)
+        ring.advance(len(recs))
+        ours = recs[recs["kind"] == KIND_ORDER_EVENT]
+        seqs = {}
+        for r in ours:
+            k = r["cl_ord_id"].decode()
+            assert r["event_seq"] > seqs.get(k, 0)
+            seqs[k] = r["event_seq"]
+        assert cl.encode() in set(ours["cl_ord_id"]) and int(ours[-1]["state"]) == int(S.CANCELED)
+        ring.close()
+        ring.unlink()
+
+    run(main())
+
+
+@pytest.mark.parametrize("venue", VENUES, ids=lambda v: v.key)
+def test_partial_fill_ioc_post_only(fresh, venue):
+    async def main():
+        om = OrderManager(make_cfg(fresh), Instruments(["BTC-USDT", "ETH-USDT"]))
+        await om.start([venue])
+        fills = []
+        om.add_listener(lambda e: fills.append(e) if e.kind.name == "FILL" else None)
+        spec = om.instruments.spec(venue, om.instruments.id_for("BTC-USDT"))
+        # GTC buy at the best ask for more than the level: takes the level, rests the rest
+        _, _, ask, ask_qty = top(fresh, venue)
+        qty = spec.round_qty(ask_qty + 0.5)
+        o = await om.place_order(OrderRequest.new_limit(sym(venue), OrderSide.BUY, qty, ask))
+        await until(lambda: o.state == S.PARTIALLY_FILLED and o.filled_qty >= ask_qty - 1e-9, what="partial fill")
+        assert 0 < o.filled_qty < o.qty and o.avg_px <= ask + 1e-9
+        pos = om.positions.get(venue, o.instr_id)
+        assert pos.qty == pytest.approx(o.filled_qty) and pos.fees > 0
+        vo = venue_open(fresh, venue)[o.cl_ord_id]
+        assert float(vo["filled_qty"]) == pytest.approx(o.filled_qty)
+        om.submit(OrderRequest.cancel(sym(venue), o.cl_ord_id))
+        await until(lambda: o.state == S.CANCELED, what="cancel of the partial")
+        # IOC for more than the top level: fills what it can, the rest expires
+        _, _, ask, ask_qty = top(fresh, venue)
+        i = await om.place_order(OrderRequest.new_limit(sym(venue), OrderSide.BUY, spec.round_qty(ask_qty + 0.3),
+                                                        ask, ioc=True))
+        await until(lambda: i.state.is_terminal and i.filled_qty > 0, what="IOC done")
+        assert i.state in (S.EXPIRED, S.CANCELED) and i.filled_qty < i.qty
+        assert i.cl_ord_id not in venue_open(fresh, venue)
+        # post-only at the ask would take: refused with the one normalised reason
+        _, _, ask, _ = top(fresh, venue)
+        p = await om.place_order(OrderRequest.new_limit(sym(venue), OrderSide.BUY, 0.01, ask, post_only=True))
+        await until(lambda: p.state.is_terminal, what="post-only outcome")
+        assert p.state in (S.REJECTED, S.CANCELED) and p.reason == Reason.POST_ONLY_CROSS and p.filled_qty == 0
+        assert len({f.trade_id for f in fills}) == len(fills)  # no fill applied twice
+        assert pos.qty == pytest.approx(o.filled_qty + i.filled_qty)
+        await om.stop(cancel_all=True)
+
+    run(main())
+
+
+def test_cancel_all_leaves_nothing_open(fresh):
+    async def main():
+        om = OrderManager(make_cfg(fresh), Instruments(["BTC-USDT", "ETH-USDT"]))
+        await om.start(VENUES)
+        for v in VENUES:
+            bid, _, ask, _ = top(fresh, v)
+            for k in range(4):
+                assert om.submit(OrderRequest.new_limit(sym(v), OrderSide.BUY, 0.01, bid * (0.95 - k * 0.01)))
+                assert om.submit(OrderRequest.new_limit(sym(v), OrderSide.SELL, 0.01, ask * (1.05 + k * 0.01)))
+        await until(lambda: all(len(venue_open(fresh, v)) == 8 for v in VENUES), what="orders resting")
+        await om.cancel_all(Exchange.GATE)
+        assert venue_open(fresh, Exchange.GATE) == {} and len(venue_open(fresh, Exchange.OKX)) == 8
+        await om.cancel_all()
+        for v in VENUES:
+            assert venue_open(fresh, v) == {}
+            assert om.open_orders(v) == []
+        await om.stop(cancel_all=False)
+
+    run(main())
+
+
+@pytest.mark.slow
+def test_order_connection_dropped_with_orders_in_flight(fresh):
+    """Twenty drops of every order connection right after a burst of requests: afterwards every
+    order is resolved, our open set equals the venue's, and filled quantities agree."""
+
+    async def main():
+        om = OrderManager(make_cfg(fresh), Instruments(["BTC-USDT", "ETH-USDT"]))
+        await om.start(VENUES)
+        fresh.control.resume_md()
+        for round_ in range(20):
+            for v in VENUES:
+                bid, _, ask, _ = top(fresh, v)
+                om.submit(OrderRequest.new_limit(sym(v), OrderSide.BUY, 0.01, bid * 0.99))
+                om.submit(OrderRequest.new_limit(sym(v), OrderSide.SELL, 0.01, ask * 1.01))
+                om.submit(OrderRequest.new_limit(sym(v), OrderSide.BUY, 0.01, ask, ioc=True))
+                resting = [o for o in om.open_orders(v) if o.state == S.NEW]
+                if resting:
+                    om.submit(OrderRequest.cancel(sym(v), resting[0].cl_ord_id))
+            fresh.control.fault("all", "drop", scope="orders")
+            await until(lambda: not all(om.venue_ready(v) for v in VENUES) or
+                        any(st["reconnects"] for st in om.venue_status().values()), timeout_s=10,
+                        what="drop noticed")
+            await until(lambda: all(om.venue_ready(v) for v in VENUES), timeout_s=60, what="reconnect + reconcile")
+            await asyncio.sleep(0.05)
+            await check_consistent(om, fresh)
+            if round_ % 5 == 4:
+                await om.cancel_all()
+        st = om.stats()
+        assert st["counts"].get("illegal", 0) == 0
+        assert sum(s["reconnects"] for s in om.venue_status().values()) >= 20 * 3
+        await om.stop()
+
+    async def check_consistent(om, sim):
+        # pushes may still be arriving for the last requests: poll until consistent
+        deadline = time.monotonic() + 20
+        last = ""
+        while time.monotonic() < deadline:
+            last = mismatch(om, sim)
+            if not last:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(last)
+
+    def mismatch(om, sim) -> str:
+        for v in VENUES:
+            pend = [o for o in om.orders.values() if o.venue == v and o.state in
+                    (S.UNKNOWN, S.PENDING_NEW, S.PENDING_CANCEL, S.PENDING_AMEND)]
+            if pend:
+                return f"{v.key}: unresolved {pend[:3]}"
+            venue = venue_open(sim, v)
+            ours = {o.cl_ord_id: o for o in om.open_orders(v)}
+            if set(venue) != set(ours):
+                return f"{v.key}: open sets differ: venue-only {set(venue) - set(ours)} ours-only {set(ours) - set(venue)}"
+            for cl, vo in venue.items():
+                if abs(float(vo["filled_qty"]) - ours[cl].filled_qty) > 1e-9:
+                    return f"{v.key}: {cl} filled {ours[cl].filled_qty} vs venue {vo['filled_qty']}"
+        return ""
+
+    run(main())
+
+
+DEADMAN_CHILD = r"""
+import asyncio, json, sys, time
+sys.path.insert(0, sys.argv[1])
+from common.config import load
+from common.enums import Exchange, OrderSide
+from common.instruments import Instruments
+from oms import OrderManager, OrderRequest, Symbol, apply_sim_urls
+
+async def main():
+    cfg = load(text="")
+    apply_sim_urls(cfg, json.loads(sys.argv[2]))
+    om = OrderManager(cfg, Instruments(["BTC-USDT"]), deadman_timeout_s=10, deadman_refresh_s=1)
+    await om.start([Exchange.OKX, Exchange.GATE])
+    for v, px in json.loads(sys.argv[3]).items():
+        for k in range(3):
+            o = await om.place_order(OrderRequest.new_limit(Symbol("BTC", "USDT", Exchange[v]), OrderSide.BUY, 0.01,
+                                                            px * (0.95 - 0.01 * k)))
+            assert o.state.name == "NEW", o
+    print("READY", flush=True)
+    while True:
+        await asyncio.sleep(1)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_deadman_switch_cancels_after_sigkill(fresh, tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(DEADMAN_CHILD)
+    pxs = {v.name: top(fresh, v)[0] for v in (Exchange.OKX, Exchange.GATE)}
+    proc = subprocess.Popen([sys.executable, str(script), ROOT, json.dumps(fresh.urls), json.dumps(pxs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        line = ""
+        while time.monotonic() < deadline and "READY" not in line:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                raise AssertionError(f"child failed: {proc.stderr.read()[-2000:]}")
+        assert "READY" in line
+        for v in (Exchange.OKX, Exchange.GATE):
+            assert len(venue_open(fresh, v)) == 3
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 60  # OKX timeOut 10 s (its minimum), refreshed every second
+        while time.monotonic() < deadline:
+            if all(not venue_open(fresh, v) for v in (Exchange.OKX, Exchange.GATE)):
+                break
+            time.sleep(0.2)
+        for v in (Exchange.OKX, Exchange.GATE):
+            assert venue_open(fresh, v) == {}, f"{v.key} still has open orders after the dead-man timeout"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
