@@ -28,6 +28,7 @@ PENDING_AMEND = 4
 _ST_OPEN = frozenset({2, 3})  # NEW, PARTIALLY_FILLED
 _ST_TERMINAL = frozenset({4, 6, 7, 8})  # FILLED, CANCELED, REJECTED, EXPIRED
 _AMEND_DONE = frozenset({"AMENDED", "AMEND_REJECT", "REJECT", "RECONCILED", "ACK"})
+_THROTTLE_CODES = frozenset({24, 50})  # rms Reason.RATE_LIMIT, Reason.OMS_REJECT
 _EPS = 1e-12
 _BUY = OrderSide.BUY
 _SELL = OrderSide.SELL
@@ -108,6 +109,7 @@ class MarketMaker(Strategy):
         self.stale_ns = int(stale_ms * 1e6)
         self.min_life_ns = int(cfg.min_order_lifetime_ms * 1e6)
         self.pending_timeout_ns = int(pending_timeout_ms * 1e6)
+        self.throttle_ns = 250_000_000  # hold after a rate-limit denial
         self.thr = cfg.requote_threshold_bps * 1e-4
         self.amend_venues = frozenset(amend_venues)
         self.as_mode = cfg.mode == "avellaneda_stoikov"
@@ -154,6 +156,7 @@ class MarketMaker(Strategy):
         self.last_pos = [0.0] * len(self.pairs)
         self.dirty = [True] * len(self.pairs)
         self.pulled = [False] * len(self.pairs)
+        self.hold_until = [0] * len(self.pairs)
         return None
 
     def on_stop(self) -> None:
@@ -283,6 +286,9 @@ class MarketMaker(Strategy):
         if tgt is None or tstate is TradingState.HALTED:
             self.dirty[p] = True
             return self._pull(p)
+        if now_ns < self.hold_until[p]:
+            self.dirty[p] = True  # throttled: requote when the hold ends
+            return None
         r, half, bid, ask = tgt
         v, i = self.pairs[p]
         q = self.ctx.position(v, i)
@@ -418,6 +424,13 @@ class MarketMaker(Strategy):
 
     def on_request_denied(self, req: OrderRequest, reason_code: int, reason: str) -> None:
         kind = req.kind
+        if reason_code in _THROTTLE_CODES and self.ctx is not None:
+            # rate limited (by risk or by the OMS's venue buckets): hold this venue's quotes
+            now = self.ctx.now_ns()
+            v = int(req.venue) if req.venue is not None else 0
+            for p, (pv, _i) in enumerate(self.pairs):
+                if pv == v:
+                    self.hold_until[p] = now + self.throttle_ns
         if kind == RequestKind.NEW:
             for s, r in enumerate(self.s_req):
                 if r is req and self.s_status[s] == PENDING_NEW:
