@@ -131,6 +131,7 @@ class Conn(asyncio.Protocol):
         self.peer: Any = None
         self.kind = "http"  # venue sessions set "md" / "orders" for fault scoping
         self.frames_sent = 0
+        self.batching = False  # while handling one read, replies are gathered into one write
 
     # -- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -165,6 +166,7 @@ class Conn(asyncio.Protocol):
         if self.closed:
             return
         self.buf += data
+        self.batching = True
         try:
             if self.ws is None:
                 self._process_http()
@@ -173,6 +175,10 @@ class Conn(asyncio.Protocol):
         except Exception:
             log.exception("connection handler failed; closing connection")
             self.abort()
+        finally:
+            self.batching = False
+            if self.outbox:
+                self.flush()
 
     # -- HTTP -------------------------------------------------------------
     def _process_http(self) -> None:
@@ -368,6 +374,9 @@ class Conn(asyncio.Protocol):
         """Write a frame immediately (order replies, control frames)."""
         t = self.transport
         if t is None or self.closed or self.close_sent:
+            return
+        if self.batching:
+            self.outbox.append(frame)
             return
         if self.outbox:
             self.flush()
