@@ -66,7 +66,7 @@ class RiskEngine:
 
     def __init__(self, cfg: RiskConfig, instruments: Instruments, state: MarketState,
                  counters=None, events_ring=None, max_orders: int = 4096,
-                 clock=time.monotonic_ns) -> None:
+                 clock=time.monotonic_ns, replace_venues: tuple[int, ...] = (1,)) -> None:
         self.cfg = cfg
         self.instruments = instruments
         self.md = state
@@ -114,6 +114,7 @@ class RiskEngine:
         self.venue_exposure = array("d", bytes(8 * N_VENUES))
         self.venue_open = array("q", bytes(8 * N_VENUES))
         self.venue_ready = array("b", b"\x01" * N_VENUES)
+        self.replace_venue = array("b", [1 if v in replace_venues else 0 for v in range(N_VENUES)])
         self.total_exposure = 0.0
         self.total_open = 0
         # token buckets per venue
@@ -334,7 +335,9 @@ class RiskEngine:
         # post-only orders stay post-only: a price that crosses would be rejected or taken
         if (buy and px >= ask) or (not buy and px <= bid):
             return R_POST_ONLY_CROSS
-        extra = qty - self.ord_rem[s]
+        # a cancel-replace venue (Binance) keeps the old order live until the replace lands:
+        # the replacement's whole quantity is extra exposure in the worst case
+        extra = qty if self.replace_venue[v] else qty - self.ord_rem[s]
         if extra > 0.0:
             pos = self.position[k]
             if buy:

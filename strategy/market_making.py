@@ -103,7 +103,8 @@ class MarketMaker(Strategy):
     name = "market_making"
 
     def __init__(self, cfg: MarketMakingConfig, stale_ms: float = 2000.0,
-                 amend_venues: tuple[int, ...] = (1, 2, 3), pending_timeout_ms: float = 5000.0) -> None:
+                 amend_venues: tuple[int, ...] = (1, 2, 3), replace_venues: tuple[int, ...] = (1,),
+                 pending_timeout_ms: float = 5000.0) -> None:
         self.cfg = cfg
         self.levels = cfg.levels
         self.stale_ns = int(stale_ms * 1e6)
@@ -112,6 +113,7 @@ class MarketMaker(Strategy):
         self.throttle_ns = 250_000_000  # hold after a rate-limit denial
         self.thr = cfg.requote_threshold_bps * 1e-4
         self.amend_venues = frozenset(amend_venues)
+        self.replace_venues = frozenset(replace_venues)  # amends of a new price are cancel-replace (Binance)
         self.as_mode = cfg.mode == "avellaneda_stoikov"
         self.pairs: list[tuple[int, int]] = []
         self.pair_of: dict[int, int] = {}  # state index (venue * n_instr + instr) -> pair
@@ -227,7 +229,7 @@ class MarketMaker(Strategy):
         return r, half, bid, ask
 
     def ladder(self, p: int, r: float, half: float, bid: float, ask: float,
-               room_buy: float, room_sell: float) -> None:
+               room_buy: float, room_sell: float) -> tuple[float, float]:
         """Fill s_want_px / s_want_qty of pair p: rounded, never crossing, within the rooms.
         Slots with a request in flight get no room (their quantity is already counted)."""
         spec = self.specs[p]
@@ -270,6 +272,7 @@ class MarketMaker(Strategy):
             room_sell -= qty
             self.s_want_px[s] = apx
             self.s_want_qty[s] = qty
+        return room_buy, room_sell
 
     def requote(self, p: int, now_ns: int) -> list[OrderRequest] | None:
         """Reconcile pair p's orders with its targets; returns the requests to send."""
@@ -308,7 +311,8 @@ class MarketMaker(Strategy):
         if tstate is TradingState.REDUCING:
             room_buy = min(room_buy, -q) if q < 0.0 else 0.0
             room_sell = min(room_sell, q) if q > 0.0 else 0.0
-        self.ladder(p, r, half, bid, ask, room_buy, room_sell)
+        left_buy, left_sell = self.ladder(p, r, half, bid, ask, room_buy, room_sell)
+        replaces = v in self.replace_venues
         self.last_mid[p] = (bid + ask) * 0.5
         self.dirty[p] = False
         self.pulled[p] = False
@@ -339,7 +343,15 @@ class MarketMaker(Strategy):
                     continue  # close enough (a partly filled order keeps its smaller size)
                 elif now_ns - self.s_ns[s] < self.min_life_ns:
                     continue
-                elif v in self.amend_venues and abs(self.s_qty[s] - want_qty) <= 1e-9 + 1e-9 * want_qty:
+                elif v in self.amend_venues and abs(cur_qty - want_qty) <= 1e-9 + 1e-9 * want_qty and (
+                        not replaces or cur_qty <= (left_buy if s < base + L else left_sell) + _EPS):
+                    if replaces:
+                        # cancel-replace: the old order may fill before it is replaced, so the
+                        # replacement needs room of its own until the old one is gone
+                        if s < base + L:
+                            left_buy -= cur_qty
+                        else:
+                            left_sell -= cur_qty
                     req = OrderRequest(RequestKind.AMEND, self.symbols[p], qty=want_qty, px=want_px,
                                        target_cl_ord_id=self.s_cid[s], venue=Exchange(v), instr_id=i)
                     req.side = _BUY if s < base + L else _SELL

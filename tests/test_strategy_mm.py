@@ -321,3 +321,24 @@ def test_amend_by_cancel_replace_follows_the_new_id():
         assert sorted(w[4] for w in work) == sorted(h.oms.replaced.values())
         assert not set(old_ids) & {w[4] for w in work}
         assert h.requote() == []  # nothing is re-placed: no duplicate quotes
+
+
+def test_cancel_replace_venue_amends_only_with_room_for_both():
+    h = Harness(max_position=0.003)
+    h.pos[(B, 1)] = 0.002  # buy room 0.001: the resting buy alone fills it
+    h.quote(60000.0, 60001.0)
+    h.requote()
+    h.ack_all()
+    h.now += 10_000_000
+    h.quote(60060.0, 60061.0)
+    kinds = {("buy" if r.side == OrderSide.BUY else "sell"): r.kind for r in h.requote()}
+    assert kinds == {"buy": RequestKind.CANCEL, "sell": RequestKind.AMEND}
+    h2 = Harness(max_position=0.003)
+    h2.mm.replace_venues = frozenset()  # a venue that amends in place needs no extra room
+    h2.pos[(B, 1)] = 0.002
+    h2.quote(60000.0, 60001.0)
+    h2.requote()
+    h2.ack_all()
+    h2.now += 10_000_000
+    h2.quote(60060.0, 60061.0)
+    assert [r.kind for r in h2.requote()] == [RequestKind.AMEND, RequestKind.AMEND]
