@@ -62,7 +62,7 @@ def evaluate(inp: HealthInputs) -> dict:
     if ctl is None:
         comps["trading"] = {"status": "unknown", "detail": "no control segment"}
     else:
-        state = {1: "ACTIVE", 2: "REDUCING", 3: "HALTED"}.get(ctl.get("state", 0), "UNKNOWN")
+        state = {1: "ACTIVE", 2: "REDUCING", 3: "HALTED"}.get(ctl.get("state_code", 0), "UNKNOWN")
         comps["trading"] = {"status": "halted" if state == "HALTED" else "ok", "state": state,
                             "reason": ctl.get("reason", "")}
     if inp.expect_persist:

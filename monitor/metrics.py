@@ -98,7 +98,7 @@ def build(counters: dict[str, dict], rings: dict[str, dict], control: dict | Non
         ex.add("hft_ring_spilled_total", r["spilled"], lab, typ="counter",
                help="records a lossless producer spilled to its journal")
     if control is not None:
-        st = control.get("state", 0)
+        st = control.get("state_code", 0)
         for code, name in TRADING_STATES.items():
             ex.add("hft_trading_state", 1 if st == code else 0, {"state": name},
                    help="1 for the current trading state")

@@ -92,7 +92,7 @@ class Monitor:
         blk = S.counters_by_role(self.prefix).get("strategy")
         out = {"strategies": [], "trading_state": None}
         if ctl:
-            out["trading_state"] = {1: "ACTIVE", 2: "REDUCING", 3: "HALTED"}.get(ctl.get("state"), "UNKNOWN")
+            out["trading_state"] = {1: "ACTIVE", 2: "REDUCING", 3: "HALTED"}.get(ctl.get("state_code"), "UNKNOWN")
             out["trading_reason"] = ctl.get("reason", "")
         if st:
             out["strategies"] = st.get("strategies", [])
