@@ -207,7 +207,8 @@ class VenueFeed:
         return n
 
     def _apply_update(self, st: BookState, bids: list, asks: list, U: int, u: int, exch_ns: int,
-                      recv_ns: int, write) -> int:
+                      recv_ns: int, write, _pack=BOOK_LEVEL_STRUCT, _kind=KIND_BOOK_LEVEL, _end=F_UPDATE_END,
+                      _float=float) -> int:
         """Apply a diff that passed the sequence check: book + records. A bad level mid-frame
         resyncs the book (the records already written are followed by a reset)."""
         n = len(bids) + len(asks)
@@ -225,25 +226,25 @@ class VenueFeed:
                     for lv in levels:
                         ps = lv[0]
                         qs = lv[1]
-                        px = float(ps)
-                        qty = float(qs)
+                        px = _float(ps)
+                        qty = _float(qs)
                         if not (px > 0.0 and qty >= 0.0):
                             raise FrameError(f"bad level {lv!r}"[:200])
                         put(px, qty, ps, qs)
                         k += 1
-                        write(BOOK_LEVEL_STRUCT, KIND_BOOK_LEVEL, F_UPDATE_END if k == n else 0, v, side, iid, 0,
+                        write(_pack, _kind, _end if k == n else 0, v, side, iid, 0,
                               exch_ns, recv_ns, u, px, qty, U, 0)
             else:
                 for side, bs, levels in ((1, book.bids, bids), (-1, book.asks, asks)):
                     put = bs.set
                     for lv in levels:
-                        px = float(lv[0])
-                        qty = float(lv[1])
+                        px = _float(lv[0])
+                        qty = _float(lv[1])
                         if not (px > 0.0 and qty >= 0.0):
                             raise FrameError(f"bad level {lv!r}"[:200])
                         put(px, qty)
                         k += 1
-                        write(BOOK_LEVEL_STRUCT, KIND_BOOK_LEVEL, F_UPDATE_END if k == n else 0, v, side, iid, 0,
+                        write(_pack, _kind, _end if k == n else 0, v, side, iid, 0,
                               exch_ns, recv_ns, u, px, qty, U, 0)
         except DECODE_ERRORS as e:
             k += self._resync(st, REASON_BAD_FRAME, recv_ns, write)
