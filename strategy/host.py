@@ -644,7 +644,7 @@ def _attach_ring(name: str, record_size: int, timeout_s: float):
     while True:
         try:
             return Ring.attach(name, record_size)
-        except ShmError:
+        except (ShmError, ValueError):  # absent, or created by the producer and not yet sized
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)

@@ -123,6 +123,7 @@ class MarketMaker(Strategy):
         self.amends_sent = 0
         self.cancels_sent = 0
         self.pulls = 0
+        self.stuck_nudges = 0
 
     # ---- life cycle ----------------------------------------------------------
     def on_start(self, ctx: StrategyContext) -> list[OrderRequest] | None:
@@ -147,6 +148,7 @@ class MarketMaker(Strategy):
         self.s_px = [0.0] * n
         self.s_qty = [0.0] * n
         self.s_ns = [0] * n
+        self.s_pend_ns = [0] * n  # when the slot's request in flight was sent
         self.s_req: list[OrderRequest | None] = [None] * n
         self.s_want_px = [0.0] * n
         self.s_want_qty = [0.0] * n
@@ -281,7 +283,15 @@ class MarketMaker(Strategy):
             self.specs[p] = self.ctx.spec(v, i)
             if self.specs[p] is None:
                 return None
-        self._expire_pending(p, now_ns)
+        nudges = self._expire_pending(p, now_ns)
+        out = self._requote(p, now_ns)
+        if nudges is not None:
+            if out:
+                nudges.extend(out)
+            return nudges
+        return out
+
+    def _requote(self, p: int, now_ns: int) -> list[OrderRequest] | None:
         L = self.levels
         base = p * 2 * L
         tgt = self.targets(p, now_ns)
@@ -330,6 +340,7 @@ class MarketMaker(Strategy):
                                        strategy_id=self.strategy_id, venue=Exchange(v), instr_id=i)
                     req.ts_ns = now_ns
                     status[s] = PENDING_NEW
+                    self.s_pend_ns[s] = now_ns
                     self.s_req[s] = req
                     self.s_px[s] = want_px
                     self.s_qty[s] = want_qty
@@ -357,6 +368,7 @@ class MarketMaker(Strategy):
                     req.side = _BUY if s < base + L else _SELL
                     req.ts_ns = now_ns
                     status[s] = PENDING_AMEND
+                    self.s_pend_ns[s] = now_ns
                     self.s_req[s] = req  # the host sets req.cl_ord_id: a new id when the venue replaces
                     self.s_want_px[s] = want_px
                     self.amends_sent += 1
@@ -372,6 +384,7 @@ class MarketMaker(Strategy):
     def _cancel_slot(self, s: int, p: int) -> OrderRequest:
         v, i = self.pairs[p]
         self.s_status[s] = PENDING_CANCEL
+        self.s_pend_ns[s] = self.ctx.now_ns() if self.ctx is not None else 0
         self.cancels_sent += 1
         req = OrderRequest(RequestKind.CANCEL, self.symbols[p], target_cl_ord_id=self.s_cid[s],
                            venue=Exchange(v), instr_id=i)
@@ -393,17 +406,41 @@ class MarketMaker(Strategy):
             self.pulled[p] = True
         return out
 
-    def _expire_pending(self, p: int, now_ns: int) -> None:
-        """A NEW the OMS never assigned an id to (refused) frees its slot."""
+    def _expire_pending(self, p: int, now_ns: int) -> list[OrderRequest] | None:
+        """A NEW the OMS never assigned an id to (refused) frees its slot. A request the venue
+        has not answered within `pending_timeout_ms` gets a cancel (repeated each timeout):
+        the OMS then resolves the order with the venue and its final event frees the slot."""
         L = self.levels
         base = p * 2 * L
+        out = None
         for s in range(base, base + 2 * L):
-            if self.s_status[s] == PENDING_NEW and not self.s_cid[s]:
+            st = self.s_status[s]
+            if st == EMPTY or st == LIVE:
+                continue
+            if st == PENDING_NEW and not self.s_cid[s]:
                 req = self.s_req[s]
                 if req is not None and req.cl_ord_id:
                     self._rebind(s, req.cl_ord_id)
                 elif now_ns - self.s_ns[s] > self.pending_timeout_ns:
                     self._free(s)
+                continue
+            if now_ns - self.s_pend_ns[s] <= self.pending_timeout_ns or not self.s_cid[s]:
+                continue
+            v, i = self.pairs[p]
+            ids = [self.s_cid[s]]
+            req = self.s_req[s]
+            if req is not None and req.kind == RequestKind.AMEND and req.cl_ord_id and req.cl_ord_id not in ids:
+                ids.append(req.cl_ord_id)  # a cancel-replace's new order too
+            for cid in ids:
+                c = OrderRequest(RequestKind.CANCEL, self.symbols[p], target_cl_ord_id=cid, venue=Exchange(v),
+                                 instr_id=i)
+                if out is None:
+                    out = [c]
+                else:
+                    out.append(c)
+            self.s_pend_ns[s] = now_ns
+            self.stuck_nudges += 1
+        return out
 
     def _free(self, s: int) -> None:
         cid = self.s_cid[s]

@@ -342,3 +342,22 @@ def test_cancel_replace_venue_amends_only_with_room_for_both():
     h2.now += 10_000_000
     h2.quote(60060.0, 60061.0)
     assert [r.kind for r in h2.requote()] == [RequestKind.AMEND, RequestKind.AMEND]
+
+
+def test_unanswered_request_gets_a_cancel_after_the_timeout():
+    h = Harness()
+    h.quote(60000.0, 60001.0)
+    reqs = h.requote()  # never acknowledged by the venue
+    ids = sorted(r.cl_ord_id for r in reqs)
+    h.now += 2_000_000_000
+    h.quote(60000.0, 60001.0)
+    assert h.requote() == []
+    h.now += 4_000_000_000
+    h.quote(60000.0, 60001.0)
+    nudges = h.requote()
+    assert sorted(r.target_cl_ord_id for r in nudges) == ids
+    assert all(r.kind == RequestKind.CANCEL for r in nudges)
+    for cid in ids:  # the OMS resolved them: never reached the venue
+        h.oms.reject(cid)
+    assert h.mm.working() == []
+    assert [r.kind for r in h.requote()] == [RequestKind.NEW, RequestKind.NEW]
