@@ -233,8 +233,9 @@ class Supervisor:
         cmd = [sys.executable, "-m", "sim", "--host", sc.host, "--port-base", str(port_base),
                "--symbols", ",".join(symbols), "--seed", str(sc.seed), "--rate", str(sc.rate),
                "--okx-books", sc.okx_books, "--ready-file", ready]
+        # the simulator stands for the venues: normal priority, off the strategy's core when possible
         self.sim_proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                         preexec_fn=lambda: _child_init(None, 19, self.layout.low_priority_cpus))
+                                         preexec_fn=lambda: _child_init(None, 0, self.layout.low_priority_cpus))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.sim_proc.poll() is not None:
@@ -251,6 +252,15 @@ class Supervisor:
         if not self.sim_urls:
             raise UsageError("simulator did not become ready within 30 s")
         log.info("venues: built-in simulator (control %s)", self.sim_urls.get("control"))
+
+    def use_sim(self, path: str) -> None:
+        """An already-running simulator (its `--ready-file` JSON): tests and benchmarks own it."""
+        try:
+            with open(path) as f:
+                self.sim_urls = json.load(f)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--sim-urls {path}: cannot read the simulator's URL map ({e})") from None
+        log.info("venues: external simulator (control %s)", self.sim_urls.get("control"))
 
     def create_segments(self) -> None:
         from ringbuf.records import EVENT_RECORD_SIZE, MD_RECORD_SIZE
@@ -511,8 +521,11 @@ class Supervisor:
 
                 from persist import queries
 
+                since = int(self.started * 1e9)  # this run only: the database keeps every run
                 with psycopg.connect(self.database_url, connect_timeout=5) as conn:
-                    out["database"] = {"rates": queries.rates(conn), "fills": queries.fill_totals(conn)}
+                    out["database"] = {"since_ns": since, "rates": queries.rates(conn, since),
+                                       "fills": queries.fill_totals(conn, since),
+                                       "by_status": queries.orders_by_status(conn, since)}
             except Exception as e:
                 out["database"] = {"error": type(e).__name__}
         total = 0
@@ -571,6 +584,7 @@ def run(args) -> int:
         print("run.py: --duration must be a positive number of seconds", file=sys.stderr)
         return 2
     logging.basicConfig(level=cfg.system.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("pgserver").setLevel(max(logging.WARNING, logging.getLogger().level))
     venues = [v for v in cfg.market_making.venues if cfg.exchanges[v].enabled] or \
         [v.key for v in cfg.enabled_venues()]
     prefix = args.prefix or cfg.system.shm_prefix
@@ -585,7 +599,10 @@ def run(args) -> int:
     try:
         sup.start_database()
         if cfg.system.venues == "sim":
-            sup.start_sim()
+            if args.sim_urls:
+                sup.use_sim(args.sim_urls)
+            else:
+                sup.start_sim()
         sup.create_segments()
         sup.build_procs()
         sup.start_all()
@@ -685,6 +702,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefix", default=None, help="shared-memory prefix (default system.shm_prefix)")
     ap.add_argument("--monitor-port", type=int, default=None, help="override [monitor].port (0 = any free port)")
     ap.add_argument("--sim-port-base", type=int, default=None, help="override [sim].port_base (0 = free ports)")
+    ap.add_argument("--sim-urls", default=None, help="use a running simulator: its --ready-file JSON")
     ap.add_argument("--status-every", type=float, default=10.0, help="seconds between plain status lines")
     ap.add_argument("--no-tui", action="store_true", help="plain log lines even on a terminal")
     ap.add_argument("--check-config", action="store_true", help="validate the configuration and exit")

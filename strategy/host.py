@@ -155,6 +155,7 @@ class StrategyHost:
         self.lat_n = 0
         self._t0 = 0
         self._ctr = {}
+        self.status_writer = None  # strategy.status.StatusWriter, set by run_strategy_process
         if counters is not None:
             for name in ("records", "malformed", "lost", "orders_sent", "denied", "oms_refused", "events",
                          "strategy_errors", "batches", "kill_ms", "trading_state"):
@@ -388,6 +389,8 @@ class StrategyHost:
         reason = rms.take_kill_request()
         if reason is not None:
             self.start_kill(reason)
+        if self.status_writer is not None:
+            self.status_writer.maybe_write(self, self.started)
         if self.started:
             self._t0 = 0
             try:
@@ -588,6 +591,8 @@ class StrategyHost:
         except Exception as e:
             log.error("oms.stop failed: %s", e)
         self.publish()
+        if self.status_writer is not None:
+            self.status_writer.maybe_write(self, False, force=True)  # final figures for --summary
 
     def latency_ns(self) -> list[int]:
         n = min(self.lat_n, LAT_SAMPLES)
@@ -720,6 +725,10 @@ def run_strategy_process(config_path: str | None, prefix: str, cpu: int | None, 
     rms = RiskEngine(cfg.risk, instruments, state, counters, events)
     host = StrategyHost(cfg, instruments, strat, oms, md_rings, rms=rms, state=state, counters=counters,
                         events_ring=events, control=control, venues=venue_ids)
+
+    from strategy.status import StatusWriter
+
+    host.status_writer = StatusWriter(cfg.system.data_dir, prefix)
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
