@@ -554,22 +554,10 @@ def _redact_url(url: str) -> str:
 
 def run(args) -> int:
     try:
-        cfg = load(args.config)
+        cfg = load(args.config, venues=args.venues)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    if args.venues:
-        cfg.system.venues = args.venues
-        if args.venues == "live":  # re-validate: live needs keys and fills real URLs
-            try:
-                cfg = load(args.config, env={**os.environ})
-                cfg.system.venues = "live"
-                from common.config import _validate
-
-                _validate(cfg, {})
-            except ConfigError as e:
-                print(f"config error: {e}", file=sys.stderr)
-                return 2
     if args.check_config:
         print(f"config {cfg.source}: ok")
         return 0

@@ -321,17 +321,26 @@ def _build(cls: type, data: dict, prefix: str, base: Any = None) -> Any:
     return obj
 
 
-def default_venues() -> dict[str, VenueConfig]:
+def default_venues(mode: str = "sim", env: dict[str, str] | None = None) -> dict[str, VenueConfig]:
+    """Venues not named in the file: the simulator's credentials in sim mode; in live mode
+    the standard variables (BINANCE_API_KEY, ...), so a missing one is reported by name."""
     out = {}
+    env = env or {}
     for name in ("binance", "okx", "gate"):
-        out[name] = VenueConfig(api_key=SIM_API_KEY, secret_key=SIM_SECRET,
-                                passphrase=SIM_PASSPHRASE if name == "okx" else "")
+        if mode == "sim":
+            out[name] = VenueConfig(api_key=SIM_API_KEY, secret_key=SIM_SECRET,
+                                    passphrase=SIM_PASSPHRASE if name == "okx" else "")
+        else:
+            k, sk, pp = KEY_ENV[name]
+            out[name] = VenueConfig(api_key=env.get(k, ""), secret_key=env.get(sk, ""),
+                                    passphrase=env.get(pp, "") if pp else "")
     return out
 
 
 def load(path: str | None = None, env: dict[str, str] | None = None,
-         text: str | None = None) -> Config:
-    """Load and validate. No path and no text: defaults (the simulator, sim credentials)."""
+         text: str | None = None, venues: str | None = None) -> Config:
+    """Load and validate. No path and no text: defaults (the simulator, sim credentials).
+    `venues` ("sim" / "live") overrides [system].venues, as `run.py --venues` does."""
     env = dict(os.environ) if env is None else env
     raw: dict = {}
     source = "<defaults>"
@@ -355,7 +364,8 @@ def load(path: str | None = None, env: dict[str, str] | None = None,
     raw = _expand_tree(raw, env, "", unset)
 
     cfg = Config(source=source)
-    cfg.exchanges = default_venues()
+    mode = venues or (raw.get("system", {}) if isinstance(raw.get("system"), dict) else {}).get("venues", "sim")
+    cfg.exchanges = default_venues(mode if mode in ("sim", "live") else "sim", env)
     for key, value in raw.items():
         if key in SECTIONS:
             setattr(cfg, key, _build(SECTIONS[key], value, key))
@@ -379,6 +389,8 @@ def load(path: str | None = None, env: dict[str, str] | None = None,
             hint = f"; did you mean [{near[0]}]?" if near else ""
             raise ConfigError(f"unknown section [{key}]{hint}")
 
+    if venues is not None:
+        cfg.system.venues = venues
     # environment overrides win over the file
     if env.get("DATABASE_URL"):
         cfg.database.url = env["DATABASE_URL"]

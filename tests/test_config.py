@@ -157,3 +157,15 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path):
     assert p.returncode == 2
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "risk.max_order_qty" in lines[0]
+
+
+def test_live_mode_takes_unnamed_venues_keys_from_the_environment():
+    env = {"BINANCE_API_KEY": "k", "BINANCE_SECRET_KEY": "s"}
+    text = '[exchanges.okx]\nenabled = false\n[exchanges.gate]\nenabled = false\n'
+    cfg = load(text=text, env=env, venues="live")
+    assert cfg.system.venues == "live" and cfg.venue("binance").api_key == "k"
+    assert cfg.venue("binance").rest_url == "https://api.binance.com"
+    with pytest.raises(ConfigError, match="OKX_API_KEY"):
+        load(text="", env=env, venues="live")
+    # sim mode never needs keys
+    assert load(text="", env={}, venues="sim").venue("okx").api_key == "sim-key"
