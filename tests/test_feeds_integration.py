@@ -19,6 +19,7 @@ from ringbuf.counters import read_counters
 from ringbuf.records import MD_DTYPE
 from ringbuf.ring import Ring
 from ringbuf.ringstat import counters_name, ring_name
+from ringbuf.shm import ShmError
 from sim.testing import run_sim, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -143,3 +144,52 @@ def test_feeds_survive_faults_and_end_with_the_simulators_books(shm_prefix, tmp_
                 proc.kill()
                 proc.wait(timeout=10)
                 raise
+
+
+def test_scheduled_rotation_misses_no_update(shm_prefix, tmp_path):
+    """Connections rotated every 3 s (new one subscribed before the old one closes): no book is
+    ever reset and the books still equal the simulator's."""
+    with run_sim(symbols=SYMS, seed=9, rate=1500, okx_books="legacy") as sim:
+        log_path = tmp_path / "feed.log"
+        cmd = [sys.executable, "-m", "feeds.handler", "--prefix", shm_prefix, "--symbols", ",".join(SYMS),
+               "--urls", json.dumps(sim.urls), "--rotate-s", "3", "--ring-capacity", str(1 << 20),
+               "--log-level", "WARNING"] + [a for v in VENUES for a in ("--venue", v)]
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), stdout=log,
+                                    stderr=subprocess.STDOUT)
+        consumer = Consumer(shm_prefix)
+        try:
+            wait_until(lambda: proc.poll() is not None or consumer.attach(), 60, what="feed rings")
+
+            def rotated():
+                consumer.drain()
+                assert proc.poll() is None, log_path.read_text()[-3000:]
+                try:
+                    c = {v: read_counters(counters_name(shm_prefix, f"feed-{v}"))["counters"] for v in VENUES}
+                except ShmError:  # counters block created just after the ring
+                    return False
+                return all(c[v]["rotations"] >= 3 for v in VENUES) and c
+
+            ctr = wait_until(rotated, 120, interval_s=0.01, what="three rotations per venue")
+            sim.control.pause_md()
+            mismatch: list[str] = []
+
+            def settled():
+                consumer.drain()
+                mismatch[:] = books_equal(consumer, sim.control)
+                return not mismatch
+
+            try:
+                wait_until(settled, 60, interval_s=0.2, what="books equal to the simulator's")
+            except TimeoutError:
+                raise AssertionError("\n".join(mismatch)) from None
+            for v in VENUES:
+                assert ctr[v]["resyncs"] == 0 and ctr[v]["reconnects"] == 0, ctr
+        finally:
+            consumer.close()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
