@@ -9,7 +9,6 @@ what the live feed wrote.
 from __future__ import annotations
 
 import os
-import random
 
 import numpy as np
 
@@ -133,6 +132,7 @@ def generate(symbols: list[str], seconds: float, seed: int, instruments: Instrum
             bb, bq, ba, aq = book.top()
             out.add(R.KIND_QUOTE, 0, vid[v], 0, iid[sym], t, seq, inst.px_float(bb), inst.qty_float(bq),
                     inst.px_float(ba), inst.qty_float(aq))
+    t += int(1e9 / rate)  # the first step comes after the snapshots
     end_ns = start_ns + int(seconds * 1e9)
     syms = list(market.symbols.values())
     rr = 0
@@ -196,5 +196,3 @@ def set_sim_specs(instruments: Instruments, symbols: list[str], venues: list[int
             instruments.add(Exchange(v), s, tick_size=inst.tick, lot_size=inst.lot,
                             min_qty=inst.min_lots * inst.lot, min_notional=inst.min_notional)
 
-
-_ = random  # the generator's randomness lives in sim.market (seeded there)

@@ -141,9 +141,7 @@ class Backtest:
         self.sample_ns = max(int(sample_ms * 1e6), span // 4000, 1)
         self.samples: list[tuple] = []  # (local ns, equity, fees, pos vector of traded keys)
         self.quotes: list[tuple] = []  # (local ns, key, mid, our best bid, our best ask)
-        self.keys = sorted({int(v) * ni + int(i) for v, i in zip(recs["venue_id"].tolist(), recs["instr_id"].tolist(),
-                                                                  strict=True)} if n < 5_000_000 else
-                           set((recs["venue_id"].astype(np.int64) * ni + recs["instr_id"]).tolist()))
+        self.keys = np.unique(recs["venue_id"].astype(np.int64) * ni + recs["instr_id"]).tolist() if n else []
         self.fast_records = 0
         self.slow_records = 0
         self.wall_s = 0.0
@@ -167,6 +165,7 @@ class Backtest:
         ring = self.ring
         poll = host.poll_once
         per_record = self.per_record
+        timer_hooks = overrides(type(self.strategy), "on_timer")
         timer_ns = host.timer_ns
         sample_ns = self.sample_ns
         out: list = []
@@ -229,12 +228,18 @@ class Backtest:
             # local: deliver the next frame (all records received at tl)
             clock.now = tl
             if not per_record and not heap and not oms.open:
-                end = min(int(np.searchsorted(L, tt, side="left")), lc + FAST_CHUNK)
-                if end <= lc:
-                    end = lc + 1
+                # nothing is working: when no timer can matter either, run whole chunks
+                quiet = not timer_hooks and not self.pos.any()
+                end = lc + FAST_CHUNK if quiet else min(int(np.searchsorted(L, tt, side="left")), lc + FAST_CHUNK)
+                end = min(max(end, lc + 1), n)
                 self._apply_fast(lc, end)
                 clock.now = Ll[end - 1]
                 lc = end
+                if quiet and clock.now >= next_timer:
+                    next_timer += ((clock.now - next_timer) // timer_ns + 1) * timer_ns
+                    if clock.now >= next_sample:
+                        self._sample(clock.now)
+                        next_sample = clock.now + sample_ns
             else:
                 end = lc + 1
                 while end < n and Ll[end] == tl:
