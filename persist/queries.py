@@ -1,0 +1,99 @@
+"""Read-side queries for /orders/stats and reports: orders by status and venue, fills, rates.
+
+Plain dicts and lists (JSON-ready), names instead of small ints. Read-only; each
+function takes an open psycopg connection (or a URL via `order_stats_url`).
+Rates: success = orders the venue accepted (not REJECTED) / orders with a final or
+live venue answer; fill rate = orders with any fill / accepted orders.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from common.enums import Exchange, OrderState
+
+_VENUE = {int(v): v.key for v in Exchange}
+_STATE = {int(s): s.name for s in OrderState}
+
+
+def _venue(v: int) -> str:
+    return _VENUE.get(int(v), str(v))
+
+
+def orders_by_status(conn: psycopg.Connection, since_ns: int = 0) -> list[dict]:
+    rows = conn.execute(
+        "SELECT venue, state, count(*) FROM orders WHERE last_ts_ns >= %s GROUP BY venue, state ORDER BY 1, 2",
+        (since_ns,),
+    ).fetchall()
+    return [{"venue": _venue(v), "state": _STATE.get(int(s), str(s)), "count": int(c)} for v, s, c in rows]
+
+
+def fill_stats(conn: psycopg.Connection, since_ns: int = 0) -> list[dict]:
+    rows = conn.execute(
+        """SELECT venue, instr_id, side, count(*), sum(qty), sum(px * qty), sum(fee),
+                  sum(CASE WHEN liquidity = 1 THEN 1 ELSE 0 END)
+           FROM fills WHERE event_ts_ns >= %s GROUP BY venue, instr_id, side ORDER BY 1, 2, 3""",
+        (since_ns,),
+    ).fetchall()
+    return [
+        {"venue": _venue(v), "instr_id": int(i), "side": "BUY" if s > 0 else "SELL", "fills": int(n),
+         "qty": float(q or 0), "notional": float(nt or 0), "fees": float(f or 0), "maker_fills": int(mk or 0)}
+        for v, i, s, n, q, nt, f, mk in rows
+    ]
+
+
+def rates(conn: psycopg.Connection, since_ns: int = 0) -> dict:
+    """Per venue and overall: orders, accepted, rejected, filled (any fill), success and fill rates."""
+    rej = int(OrderState.REJECTED)
+    pending = (int(OrderState.PENDING_NEW), int(OrderState.UNKNOWN))
+    rows = conn.execute(
+        """SELECT venue, count(*),
+                  sum(CASE WHEN state = %s THEN 1 ELSE 0 END),
+                  sum(CASE WHEN state = ANY(%s) THEN 1 ELSE 0 END),
+                  sum(CASE WHEN filled_qty > 0 THEN 1 ELSE 0 END),
+                  sum(CASE WHEN state = %s THEN 1 ELSE 0 END)
+           FROM orders WHERE last_ts_ns >= %s GROUP BY venue ORDER BY 1""",
+        (rej, list(pending), int(OrderState.FILLED), since_ns),
+    ).fetchall()
+    out: dict = {"venues": {}}
+    tot = [0, 0, 0, 0, 0]
+    for v, n, r, p, f, full in rows:
+        vals = [int(n), int(r or 0), int(p or 0), int(f or 0), int(full or 0)]
+        out["venues"][_venue(v)] = _rate_dict(*vals)
+        tot = [a + b for a, b in zip(tot, vals, strict=True)]
+    out["total"] = _rate_dict(*tot)
+    return out
+
+
+def _rate_dict(n: int, rejected: int, pending: int, filled_any: int, filled_full: int) -> dict:
+    answered = n - pending
+    accepted = answered - rejected
+    return {
+        "orders": n, "rejected": rejected, "pending": pending, "accepted": accepted,
+        "filled": filled_any, "fully_filled": filled_full,
+        "success_rate": (accepted / answered) if answered > 0 else None,
+        "fill_rate": (filled_any / accepted) if accepted > 0 else None,
+    }
+
+
+def fill_totals(conn: psycopg.Connection, since_ns: int = 0) -> dict:
+    n, q, nt, f = conn.execute(
+        "SELECT count(*), sum(qty), sum(px * qty), sum(fee) FROM fills WHERE event_ts_ns >= %s", (since_ns,)
+    ).fetchone()
+    return {"fills": int(n), "qty": float(q or 0), "notional": float(nt or 0), "fees": float(f or 0)}
+
+
+def order_stats(conn: psycopg.Connection, since_ns: int = 0) -> dict:
+    """Everything /orders/stats shows, in one dict."""
+    return {
+        "orders_by_status": orders_by_status(conn, since_ns),
+        "fills": fill_totals(conn, since_ns),
+        "fills_by_instrument": fill_stats(conn, since_ns),
+        "rates": rates(conn, since_ns),
+    }
+
+
+def order_stats_url(url: str, since_ns: int = 0, timeout_s: float = 3.0) -> dict:
+    """`order_stats` over a short-lived connection (for an HTTP handler)."""
+    with psycopg.connect(url, connect_timeout=max(1, int(timeout_s)), autocommit=True) as conn:
+        return order_stats(conn, since_ns)
