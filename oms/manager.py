@@ -224,9 +224,11 @@ class OrderManager:
                 st.deadman_at = time.monotonic()
             except Exception as e:
                 log.warning("%s: dead-man switch not armed: %s", v.key, e)
-        if st.gw.transport is not None:
-            st.ready = True
-            st.reason = ""
+        if st.gw.transport is None or not st.gw.authenticated:
+            # dropped again while reconciling: the reconnect loop tries again
+            raise GatewayError(f"{v.key}: connection lost during reconciliation")
+        st.ready = True
+        st.reason = ""
 
     async def stop(self, cancel_all: bool = True) -> None:
         if cancel_all:
@@ -633,8 +635,10 @@ class OrderManager:
         if st == S.PARTIALLY_FILLED and cur == S.FILLED:
             self.n["stale_reports"] += 1
             return
-        if cur.is_terminal and st.is_terminal:
-            self.n["stale_reports"] += 1  # e.g. CANCELED after FILLED raced on two channels
+        if cur.is_terminal:
+            # a report older than what we know (an ack overtaken by the final push, CANCELED after
+            # FILLED on two channels): the order's life is over; fills are applied separately
+            self.n["stale_reports"] += 1
             return
         if st == S.FILLED and o.filled_qty < o.qty - _EPS and cum_qty >= 0:
             # fills not seen yet: they follow on the private stream (or reconciliation brings them)

@@ -56,13 +56,13 @@ def make_cfg(sim):
     return cfg
 
 
-async def until(cond, timeout_s: float = 20.0, what: str = "condition"):
+async def until(cond, timeout_s: float = 20.0, what: str = "condition", detail=None):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if cond():
             return
         await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}" + (f": {detail()}" if detail else ""))
 
 
 def run(coro):
@@ -212,11 +212,12 @@ def test_order_connection_dropped_with_orders_in_flight(fresh):
                 resting = [o for o in om.open_orders(v) if o.state == S.NEW]
                 if resting:
                     om.submit(OrderRequest.cancel(sym(v), resting[0].cl_ord_id))
+            before = {k: st["reconnects"] for k, st in om.venue_status().items()}
             fresh.control.fault("all", "drop", scope="orders")
-            await until(lambda: not all(om.venue_ready(v) for v in VENUES) or
-                        any(st["reconnects"] for st in om.venue_status().values()), timeout_s=10,
-                        what="drop noticed")
-            await until(lambda: all(om.venue_ready(v) for v in VENUES), timeout_s=60, what="reconnect + reconcile")
+            await until(lambda: all(st["reconnects"] > before[k] for k, st in om.venue_status().items()),
+                        timeout_s=20, what="drop noticed on every venue", detail=om.venue_status)
+            await until(lambda: all(om.venue_ready(v) for v in VENUES), timeout_s=60, what="reconnect + reconcile",
+                        detail=om.venue_status)
             await asyncio.sleep(0.05)
             await check_consistent(om, fresh)
             if round_ % 5 == 4:
