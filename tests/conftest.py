@@ -60,3 +60,21 @@ def redis_url():
     srv = start_embedded_redis(os.path.join(tempfile.gettempdir(), f"hft-test-redis-{os.getuid()}"))
     yield srv.url
     srv.stop()
+
+
+@pytest.fixture
+def fresh_database(database_url):
+    """A new, empty database on the same server, dropped afterwards: no other test (or
+    concurrent test run) can touch its tables."""
+    import urllib.parse
+
+    import psycopg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    u = urllib.parse.urlsplit(database_url)
+    url = urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
+    yield url
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

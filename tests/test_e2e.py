@@ -109,7 +109,8 @@ def _has_column(conn, table: str, column: str) -> bool:
                         (table, column)).fetchone() is not None
 
 
-def test_run_end_to_end_against_the_simulator(tmp_path, database_url):
+def test_run_end_to_end_against_the_simulator(tmp_path, fresh_database):
+    database_url = fresh_database
     with run_sim(symbols=["BTC-USDT", "ETH-USDT"], seed=7, rate=1500) as sim:
         run = Run(tmp_path, database_url, sim, duration=25)
         try:
@@ -158,12 +159,13 @@ def test_run_end_to_end_against_the_simulator(tmp_path, database_url):
         n_orders, fills = _db_rows(database_url, summ["database"]["since_ns"])
         assert n_orders == o["sent"]
         assert len(fills) == len(set(fills)) == o["fills"]
-        sim_fills = {(v, f["trade_id"]) for v in VENUES for f in sim.control.fills(v)}
+        sim_fills = {(v, str(f["trade_id"])) for v in VENUES for f in sim.control.fills(v)}
         db_fills = {({1: "binance", 2: "okx", 3: "gate"}[v], t) for v, t in fills}
         assert db_fills == sim_fills
 
 
-def test_sigkill_of_feed_and_strategy_processes_recovers(tmp_path, database_url):
+def test_sigkill_of_feed_and_strategy_processes_recovers(tmp_path, fresh_database):
+    database_url = fresh_database
     with run_sim(symbols=["BTC-USDT", "ETH-USDT"], seed=11, rate=1500) as sim:
         run = Run(tmp_path, database_url, sim, duration=45)
         try:
@@ -193,9 +195,11 @@ def test_sigkill_of_feed_and_strategy_processes_recovers(tmp_path, database_url)
         # nothing lost: every fill the venue made during the run is in Postgres exactly once
         _, fills = _db_rows(database_url, run.started_ns)
         assert len(fills) == len(set(fills))
-        sim_fills = {(v, f["trade_id"]) for v in VENUES for f in sim.control.fills(v)}
+        sim_fills = {(v, str(f["trade_id"])) for v in VENUES for f in sim.control.fills(v)}
         db_fills = {({1: "binance", 2: "okx", 3: "gate"}[v], t) for v, t in fills}
-        assert sim_fills and db_fills == sim_fills
+        assert sim_fills, "the run made no fills"
+        assert not (sim_fills - db_fills), f"fills missing from Postgres: {sorted(sim_fills - db_fills)}"
+        assert not (db_fills - sim_fills), f"fills the venue never made: {sorted(db_fills - sim_fills)}"
 
 
 @pytest.mark.parametrize("args, needle", [
