@@ -192,6 +192,11 @@ class StrategyContext:
         self._venue_ready_fn = venue_ready_fn
         self.venues = list(venues) if venues is not None else [int(v) for v in Exchange]
         self._symbols: dict[tuple[int, int], Symbol] = {}
+        # optional fast path: positions as a flat view indexed like the state
+        # (venue_id * state.n_instr + instr_id); None when the provider has none
+        self.positions = None
+        self.ready_flags = None  # venue id -> 1 ready / 0 not (fast path for venue_ready)
+        self.risk = None  # the risk engine (its .state is the trading state), when there is one
 
     def now_ns(self) -> int:
         return self.clock()

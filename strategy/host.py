@@ -135,6 +135,9 @@ class StrategyHost:
                                    position_fn=self.rms.position_of, open_orders_fn=self._open_orders,
                                    trading_state_fn=self._trading_state, venue_ready_fn=self._venue_ready,
                                    venues=self.venues)
+        self.ctx.positions = self.rms.position  # same indexing as the state: venue * n_instr + instr
+        self.ctx.ready_flags = self.rms.venue_ready
+        self.ctx.risk = self.rms
         self._events: deque = deque()
         self.timer_ns = int(getattr(strategy, "timer_ms", 100.0) * 1e6)
         self._next_timer = 0

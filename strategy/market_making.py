@@ -124,6 +124,10 @@ class MarketMaker(Strategy):
         self.cancels_sent = 0
         self.pulls = 0
         self.stuck_nudges = 0
+        self.positions = None
+        self.ready_flags = None
+        self.risk = None
+        self.q = 0.0
 
     # ---- life cycle ----------------------------------------------------------
     def on_start(self, ctx: StrategyContext) -> list[OrderRequest] | None:
@@ -154,6 +158,26 @@ class MarketMaker(Strategy):
         self.s_want_qty = [0.0] * n
         self.cid_slot: dict[str, int] = {}
         self.symbols = [ctx.symbol(v, i) for v, i in self.pairs]
+        # one request object per slot and kind, reused: nothing is built per decision
+        self.r_new: list[OrderRequest] = []
+        self.r_amend: list[OrderRequest] = []
+        self.r_cancel: list[OrderRequest] = []
+        for s in range(n):
+            p = s // (2 * self.levels)
+            v, i = self.pairs[p]
+            side = _BUY if (s - p * 2 * self.levels) < self.levels else _SELL
+            sym = self.symbols[p]
+            self.r_new.append(OrderRequest(RequestKind.NEW, sym, side, 0.0, 0.0, OrderType.LIMIT,
+                                           TimeInForce.POST_ONLY, strategy_id=self.strategy_id,
+                                           venue=Exchange(v), instr_id=i))
+            a = OrderRequest(RequestKind.AMEND, sym, side, venue=Exchange(v), instr_id=i,
+                             strategy_id=self.strategy_id)
+            self.r_amend.append(a)
+            self.r_cancel.append(OrderRequest(RequestKind.CANCEL, sym, side, venue=Exchange(v), instr_id=i,
+                                              strategy_id=self.strategy_id))
+        self.positions = getattr(ctx, "positions", None)  # flat view indexed like the state, when given
+        self.ready_flags = getattr(ctx, "ready_flags", None)  # indexable by venue id, when given
+        self.risk = getattr(ctx, "risk", None)  # object with .state (TradingState), when given
         self.specs = [ctx.spec(v, i) for v, i in self.pairs]
         self.vol = [VolEstimator(self.cfg.volatility_window) for _ in self.pairs]
         self.last_mid = [0.0] * len(self.pairs)
@@ -212,14 +236,16 @@ class MarketMaker(Strategy):
         t = st.update_ns_f[k]
         if t == 0 or now_ns - t > self.stale_ns:
             return None
-        if not ctx.venue_ready(v):
+        ready = self.ready_flags
+        if (ready[v] == 0) if ready is not None else not ctx.venue_ready(v):
             return None
         bid = st.bid_px_f[k]
         ask = st.ask_px_f[k]
         if not (0.0 < bid < ask):
             return None
         mid = (bid + ask) * 0.5
-        q = ctx.position(v, i)
+        q = self.positions[k] if self.positions is not None else ctx.position(v, i)
+        self.q = q
         cfg = self.cfg
         if self.as_mode:
             sigma = self.vol[p].sigma()
@@ -236,6 +262,10 @@ class MarketMaker(Strategy):
         Slots with a request in flight get no room (their quantity is already counted)."""
         spec = self.specs[p]
         tick = spec.tick_size
+        inv = 1.0 / tick
+        dec = spec.px_decimals
+        floor = math.floor
+        ceil = math.ceil
         spacing = self.cfg.level_spacing_bps * 1e-4 * (bid + ask) * 0.5
         size = spec.round_qty(self.cfg.order_size)
         min_qty = spec.min_qty
@@ -243,16 +273,17 @@ class MarketMaker(Strategy):
         L = self.levels
         base = p * 2 * L
         status = self.s_status
-        max_bid = spec.round_px(ask - tick, 1)
-        min_ask = spec.round_px(bid + tick, -1)
+        # buys round down, sells up (never more aggressive); as InstrumentSpec.round_px, inlined
+        max_bid = round(floor((ask - tick) * inv + 1e-9) * tick, dec)
+        min_ask = round(ceil((bid + tick) * inv - 1e-9) * tick, dec)
         prev_bid = math.inf
         prev_ask = 0.0
         for lvl in range(L):
-            bpx = spec.round_px(r - half - lvl * spacing, 1)
+            bpx = round(floor((r - half - lvl * spacing) * inv + 1e-9) * tick, dec)
             if bpx > max_bid:
                 bpx = max_bid
             if bpx >= prev_bid:
-                bpx = spec.round_px(prev_bid - tick, 1)
+                bpx = round(floor((prev_bid - tick) * inv + 1e-9) * tick, dec)
             prev_bid = bpx
             s = base + lvl
             qty = size if size <= room_buy else spec.round_qty(room_buy)
@@ -261,11 +292,11 @@ class MarketMaker(Strategy):
             room_buy -= qty
             self.s_want_px[s] = bpx
             self.s_want_qty[s] = qty
-            apx = spec.round_px(r + half + lvl * spacing, -1)
+            apx = round(ceil((r + half + lvl * spacing) * inv - 1e-9) * tick, dec)
             if apx < min_ask:
                 apx = min_ask
             if apx <= prev_ask:
-                apx = spec.round_px(prev_ask + tick, -1)
+                apx = round(ceil((prev_ask + tick) * inv - 1e-9) * tick, dec)
             prev_ask = apx
             s = base + L + lvl
             qty = size if size <= room_sell else spec.round_qty(room_sell)
@@ -295,7 +326,7 @@ class MarketMaker(Strategy):
         L = self.levels
         base = p * 2 * L
         tgt = self.targets(p, now_ns)
-        tstate = self.ctx.trading_state
+        tstate = self.risk.state if self.risk is not None else self.ctx.trading_state
         if tgt is None or tstate is TradingState.HALTED:
             self.dirty[p] = True
             return self._pull(p)
@@ -304,7 +335,7 @@ class MarketMaker(Strategy):
             return None
         r, half, bid, ask = tgt
         v, i = self.pairs[p]
-        q = self.ctx.position(v, i)
+        q = self.q
         mp = self.cfg.max_position
         # worst case: every resting buy fills, plus orders being cancelled (they may fill first)
         status = self.s_status
@@ -335,9 +366,10 @@ class MarketMaker(Strategy):
             req = None
             if st == EMPTY:
                 if want_qty > 0.0:
-                    req = OrderRequest(RequestKind.NEW, self.symbols[p], _BUY if s < base + L else _SELL,
-                                       want_qty, want_px, OrderType.LIMIT, TimeInForce.POST_ONLY,
-                                       strategy_id=self.strategy_id, venue=Exchange(v), instr_id=i)
+                    req = self.r_new[s]  # one request object per slot, reused (the OMS copies it)
+                    req.qty = want_qty
+                    req.px = want_px
+                    req.cl_ord_id = ""
                     req.ts_ns = now_ns
                     status[s] = PENDING_NEW
                     self.s_pend_ns[s] = now_ns
@@ -363,9 +395,11 @@ class MarketMaker(Strategy):
                             left_buy -= cur_qty
                         else:
                             left_sell -= cur_qty
-                    req = OrderRequest(RequestKind.AMEND, self.symbols[p], qty=want_qty, px=want_px,
-                                       target_cl_ord_id=self.s_cid[s], venue=Exchange(v), instr_id=i)
-                    req.side = _BUY if s < base + L else _SELL
+                    req = self.r_amend[s]
+                    req.qty = want_qty
+                    req.px = want_px
+                    req.target_cl_ord_id = self.s_cid[s]
+                    req.cl_ord_id = ""
                     req.ts_ns = now_ns
                     status[s] = PENDING_AMEND
                     self.s_pend_ns[s] = now_ns
@@ -382,12 +416,12 @@ class MarketMaker(Strategy):
         return out
 
     def _cancel_slot(self, s: int, p: int) -> OrderRequest:
-        v, i = self.pairs[p]
         self.s_status[s] = PENDING_CANCEL
         self.s_pend_ns[s] = self.ctx.now_ns() if self.ctx is not None else 0
         self.cancels_sent += 1
-        req = OrderRequest(RequestKind.CANCEL, self.symbols[p], target_cl_ord_id=self.s_cid[s],
-                           venue=Exchange(v), instr_id=i)
+        req = self.r_cancel[s]
+        req.target_cl_ord_id = self.s_cid[s]
+        req.cl_ord_id = ""
         return req
 
     def _pull(self, p: int) -> list[OrderRequest] | None:
