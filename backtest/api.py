@@ -132,6 +132,7 @@ def run_backtest(data: str | None = None, generate_s: float | None = None, confi
         bar.close()
     summary["events_per_s"] = round(bt.n / bt.wall_s) if bt.wall_s > 0 else 0
     summary["wall_s"] = round(bt.wall_s, 3)
+    summary["setup_s"] = round(bt.setup_s, 3)  # per-venue books and column lists, before the replay
     summary["data"] = {k: v for k, v in info.items() if k != "files"}
     summary["strategy"] = strategy if isinstance(strategy, str) else type(strat).__module__ + ":" + type(strat).__name__
     summary["seed"] = seed

@@ -191,6 +191,12 @@ class LatencyModel:
 
     @classmethod
     def from_obj(cls, obj, source: str, seed: int = 0) -> LatencyModel:
+        if isinstance(obj, dict) and isinstance(obj.get("orders"), dict) and \
+                isinstance(obj["orders"].get("ack_latency_us"), dict):
+            # a run.py --summary: order -> ack percentiles measured live (a round trip)
+            d = Dist.parse(obj["orders"]["ack_latency_us"], f"{source}.orders.ack_latency_us")
+            half = d.scaled(0.5)
+            return cls(half, half, half, seed)
         if isinstance(obj, dict) and isinstance(obj.get("latency"), dict | list):
             obj = obj["latency"]
             source += ".latency"

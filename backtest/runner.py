@@ -27,7 +27,7 @@ from strategy.state import N_VENUES, MarketState
 
 from .data import VENUE_NAMES
 from .oms import ARRIVE, BacktestOMS
-from .venue import VenueSim
+from .venue import VenueSim, record_columns
 
 INF = 1 << 62
 FAST_CHUNK = 1 << 16
@@ -116,8 +116,11 @@ class Backtest:
                 spec = instruments.spec(v, i)
                 if spec is not None:
                     over[(v, i)] = (spec.tick_size, spec.lot_size)
+        t_setup = time.perf_counter()
+        self.columns = record_columns(recs)
         self.venues = {v: VenueSim(v, VENUE_NAMES[v], recs, symbols, self.fees_bps[v][0] * 1e-4,
-                                   self.fees_bps[v][1] * 1e-4, over) for v in self.venue_ids}
+                                   self.fees_bps[v][1] * 1e-4, over, self.columns) for v in self.venue_ids}
+        self.setup_s = time.perf_counter() - t_setup
         self.oms = BacktestOMS(self.clock, latency, self.venues, instruments)
         self.state = MarketState(max(64, len(instruments) + 1))
         self.rms = RiskEngine(cfg.risk, instruments, self.state, None, None, clock=self.clock)
@@ -160,7 +163,7 @@ class Backtest:
         Vl = V.tolist()
         Ll = L.tolist()
         venue_l = self.recs["venue_id"].tolist()
-        instr_l = self.recs["instr_id"].tolist()
+        instr_l = self.columns["instr_id"]
         venues = self.venues
         ring = self.ring
         poll = host.poll_once

@@ -80,21 +80,23 @@ class VenueSim:
     """The simulator's Engine for one venue, fed by records instead of its generator."""
 
     def __init__(self, venue_id: int, name: str, records: np.ndarray, symbols: dict[int, str],
-                 maker_fee: float, taker_fee: float, instrument_overrides: dict | None = None) -> None:
+                 maker_fee: float, taker_fee: float, instrument_overrides: dict | None = None,
+                 columns: dict | None = None) -> None:
         self.venue_id = venue_id
         self.name = name
         self.recs = records
         self.kind_np = records["kind"]
         self.flags_np = records["flags"]
-        # plain lists: scalar reads from a list are several times cheaper than from numpy
-        self.kind = self.kind_np.tolist()
-        self.flags = self.flags_np.tolist()
-        self.side = records["side"].tolist()
-        self.instr = records["instr_id"].tolist()
-        self.f0 = records["f0"].tolist()
-        self.f1 = records["f1"].tolist()
-        self.f2 = records["f2"].tolist()
-        self.f3 = records["f3"].tolist()
+        # plain lists (shared by the venues): scalar reads from a list are several times cheaper
+        cols = columns if columns is not None else record_columns(records)
+        self.kind = cols["kind"]
+        self.flags = cols["flags"]
+        self.side = cols["side"]
+        self.instr = cols["instr_id"]
+        self.f0 = cols["f0"]
+        self.f1 = cols["f1"]
+        self.f2 = cols["f2"]
+        self.f3 = cols["f3"]
         self.maker_fee = maker_fee
         self.taker_fee = taker_fee
         books: dict[str, Book] = {}
@@ -369,6 +371,10 @@ class VenueSim:
                 out.append(Reply(AMENDED, cid, venue_ns, px=o.price, qty=inst.qty_float(o.lots),
                                  filled_qty=inst.qty_float(o.filled_lots)))
         ev.clear()
+
+
+def record_columns(records: np.ndarray) -> dict[str, list]:
+    return {k: records[k].tolist() for k in ("kind", "flags", "side", "instr_id", "f0", "f1", "f2", "f3")}
 
 
 def _clear(book: Book) -> None:
