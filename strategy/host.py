@@ -747,9 +747,14 @@ def run_strategy_process(config_path: str | None, prefix: str, cpu: int | None, 
         runner = asyncio.run
     if cfg.system.gc_freeze:
         gc.collect()
-        gc.freeze()
+        gc.freeze()  # start-up objects never move again
+        gc.set_threshold(50_000, 50, 100)  # the hot path makes little cyclic garbage
     try:
         rc = runner(main())
+    except Exception as e:  # e.g. a venue that cannot start: one line, not a traceback
+        log.debug("strategy host failed", exc_info=True)
+        print(f"strategy: {type(e).__name__}: {e}", file=sys.stderr)
+        rc = 1
     finally:
         control.close()
         control.unlink()
