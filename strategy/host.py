@@ -144,6 +144,7 @@ class StrategyHost:
         self._stop_reason: str | None = None
         self._kill_task: asyncio.Task | None = None
         self.started = False
+        self.cancel_orphans = True  # cancel orders an earlier run left open before the strategy starts
         # statistics (plain ints; copied to the counters block on the timer)
         self.records = 0
         self.malformed = 0
@@ -537,6 +538,22 @@ class StrategyHost:
                                venue=Exchange(int(o.venue)), instr_id=o.instr_id, cl_ord_id=o.cl_ord_id)
             self.rms.on_order_open(req)
 
+    def cancel_open_orders(self) -> int:
+        """Cancel orders left by an earlier run (reconciled by the OMS at start-up): the
+        strategy starts with a clean slate instead of inheriting quotes it does not track."""
+        n = 0
+        for o in self.oms.open_orders():
+            v, i = int(o.venue), o.instr_id
+            if not (0 < v < N_VENUES and 0 < i < self.n_instr):
+                continue
+            req = OrderRequest.cancel(self.ctx.symbol(v, i), o.cl_ord_id)
+            req.instr_id = i
+            self.dispatch([req], 0)
+            n += 1
+        if n:
+            log.warning("cancelled %d order(s) left open by an earlier run", n)
+        return n
+
     async def run(self, ready_timeout_s: float = 60.0) -> int:
         """Start the OMS, wait until it is ready, trade until stopped, then kill and stop."""
         await self.oms.start([Exchange(v) for v in self.venues])
@@ -545,6 +562,8 @@ class StrategyHost:
         self.on_timer(self.clock())  # venue readiness into risk before the first request
         self.seed_from_oms()
         self.rms.refresh_specs()
+        if self.cancel_orphans:
+            self.cancel_open_orders()
         reqs = self.strategy.on_start(self.ctx)
         self.started = True
         if reqs:

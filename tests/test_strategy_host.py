@@ -355,3 +355,28 @@ def test_symbol_cache():
     host = StrategyHost(cfg, instruments(), Strategy(), FakeOMS(), [], venues=[B])
     assert host.ctx.symbol(B, 1) == Symbol("BTC", "USDT", Exchange.BINANCE)
     assert host.ctx.symbol(B, 1) is host.ctx.symbol(B, 1)
+
+
+def test_orders_left_by_an_earlier_run_are_cancelled_before_the_strategy_starts(rings):
+    md, cons, ev = rings
+    oms = FakeOMS(auto_ack=False)
+    old = OrderRequest.new_limit(Symbol("BTC", "USDT", Exchange.BINANCE), OrderSide.BUY, 0.001, 59000.0)
+    old.instr_id = 1
+    cid = oms.submit(old)
+    oms.ack(cid)
+    oms.requests.clear()
+    s = Recorder()
+    host = StrategyHost(load(text=CFG_TEXT), instruments(), s, oms, cons, events_ring=ev, venues=[B, OX])
+
+    async def scenario():
+        task = asyncio.ensure_future(host.run(ready_timeout_s=10))
+        deadline = time.monotonic() + 30
+        while not s.started and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        host.request_stop("test")
+        return await asyncio.wait_for(task, 30)
+
+    assert asyncio.run(scenario()) == 0
+    first = oms.requests[0]
+    assert first.kind == RequestKind.CANCEL and first.target_cl_ord_id == cid
+    assert host.rms.total_open == 0
