@@ -66,7 +66,14 @@ class ControlBlock:
     @classmethod
     def attach(cls, prefix: str) -> ControlBlock:
         name = control_name(prefix)
-        return cls(name, _shm.attach(name))
+        try:
+            shm = _shm.attach(name)
+        except ValueError:  # created by the host and not sized yet
+            raise ShmError(f"control segment {name!r} is not ready yet") from None
+        if len(shm.buf) < SIZE:
+            shm.close()
+            raise ShmError(f"segment {name!r} is too small to be a control block")
+        return cls(name, shm)
 
     def close(self) -> None:
         self._q.release()
