@@ -189,11 +189,8 @@ class OrderManager:
             self._housekeeping = asyncio.get_running_loop().create_task(self._housekeeping_loop())
 
     def _symbols(self) -> list[str]:
-        syms = list(self.instruments.symbols())
-        for s in self.cfg.sim.symbols + self.cfg.market_making.symbols:
-            if s not in syms:
-                syms.append(s)
-        return syms
+        """The instruments registry's symbols (the strategy's), else the configured strategy symbols."""
+        return list(self.instruments.symbols()) or list(self.cfg.market_making.symbols)
 
     async def _start_venue(self, v: Exchange) -> None:
         st = self._venues[v]

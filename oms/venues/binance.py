@@ -272,10 +272,8 @@ class BinanceGateway(Gateway):
 
     async def load_instruments(self) -> int:
         """Tick, lot and min-notional from exchangeInfo for our symbols. Returns how many."""
-        vsyms = [venue_symbol(s, VENUE) for s in self.symbols]
-        params = {"symbols": orjson.dumps(vsyms).decode()} if vsyms else {}
-        body = await self._get("/api/v3/exchangeInfo", params)
-        return parse_exchange_info(body, self.instruments)
+        body = await self._get("/api/v3/exchangeInfo")
+        return parse_exchange_info(body, self.instruments, {venue_symbol(s, VENUE) for s in self.symbols})
 
     async def open_orders(self) -> list[VenueOrder]:
         body = await self._get("/api/v3/openOrders", {}, signed=True)
@@ -340,11 +338,13 @@ def venue_order(o: dict) -> VenueOrder:
                       quote_qty / cum if cum > 0 else 0.0, STATES.get(o.get("status", ""), OrderState.UNKNOWN))
 
 
-def parse_exchange_info(body: dict, instruments) -> int:
+def parse_exchange_info(body: dict, instruments, wanted: set[str] | None = None) -> int:
     from common.instruments import InstrumentSpec, from_venue_symbol
 
     n = 0
     for s in body.get("symbols", []):
+        if wanted and s.get("symbol") not in wanted:
+            continue
         rules = {"tick_size": 0.01, "lot_size": 0.0001, "min_qty": 0.0, "min_notional": 0.0}
         for f in s.get("filters", []):
             ft = f.get("filterType")
