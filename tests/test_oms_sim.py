@@ -18,9 +18,8 @@ from common.config import load
 from common.enums import Exchange, OrderSide, OrderState
 from common.instruments import Instruments
 from oms import OrderManager, OrderRequest, Reason, Symbol, apply_sim_urls
-from ringbuf.records import KIND_FILL, KIND_ORDER_EVENT, ORDER_EVENT_DTYPE
+from ringbuf.records import EVENT_RECORD_SIZE, KIND_ORDER_EVENT, ORDER_EVENT_DTYPE
 from ringbuf.ring import Ring
-from ringbuf.records import EVENT_RECORD_SIZE
 
 pytestmark = pytest.mark.integration
 S = OrderState
@@ -214,7 +213,7 @@ def test_order_connection_dropped_with_orders_in_flight(fresh):
                     om.submit(OrderRequest.cancel(sym(v), resting[0].cl_ord_id))
             before = {k: st["reconnects"] for k, st in om.venue_status().items()}
             fresh.control.fault("all", "drop", scope="orders")
-            await until(lambda: all(st["reconnects"] > before[k] for k, st in om.venue_status().items()),
+            await until(lambda b=before: all(st["reconnects"] > b[k] for k, st in om.venue_status().items()),
                         timeout_s=20, what="drop noticed on every venue", detail=om.venue_status)
             await until(lambda: all(om.venue_ready(v) for v in VENUES), timeout_s=60, what="reconnect + reconcile",
                         detail=om.venue_status)
@@ -312,3 +311,81 @@ def test_deadman_switch_cancels_after_sigkill(fresh, tmp_path):
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
+
+
+@pytest.mark.parametrize("venue", VENUES, ids=lambda v: v.key)
+def test_rate_limit_reject_backs_off(fresh, venue):
+    async def main():
+        om = OrderManager(make_cfg(fresh), Instruments(["BTC-USDT", "ETH-USDT"]))
+        await om.start([venue])
+        bid = top(fresh, venue)[0]
+        fresh.control.fault(venue.key, "rate_limit", count=1)
+        o = await om.place_order(OrderRequest.new_limit(sym(venue), OrderSide.BUY, 0.01, bid * 0.9))
+        assert o.state == S.REJECTED and o.reason == Reason.RATE_LIMIT
+        # the bucket now blocks new orders for the back-off, and says why
+        assert om.submit(OrderRequest.new_limit(sym(venue), OrderSide.BUY, 0.01, bid * 0.9)) == ""
+        assert "rate limited" in om.last_reject_reason
+        await asyncio.sleep(0.3)  # past the first back-off step (50 ms, doubling from there)
+        o2 = await om.place_order(OrderRequest.new_limit(sym(venue), OrderSide.BUY, 0.01, bid * 0.9))
+        assert o2.state == S.NEW
+        await om.stop()
+
+    run(main())
+
+
+@pytest.mark.parametrize("venue", VENUES, ids=lambda v: v.key)
+def test_lost_ack_becomes_unknown_then_reconciled(fresh, venue):
+    async def main():
+        om = OrderManager(make_cfg(fresh), Instruments(["BTC-USDT", "ETH-USDT"]))
+        await om.start([venue])
+        bid = top(fresh, venue)[0]
+        fresh.control.fault(venue.key, "drop_ack", count=1)
+        o = await om.place_order(OrderRequest.new_limit(sym(venue), OrderSide.BUY, 0.01, bid * 0.9), timeout=0.5)
+        # Binance and Gate also push the order on their private streams, which may answer first
+        assert o.state in (S.UNKNOWN, S.NEW)
+        await until(lambda: o.state == S.NEW, what="UNKNOWN resolved by querying the venue")
+        assert o.cl_ord_id in venue_open(fresh, venue)
+        await om.stop()
+        assert venue_open(fresh, venue) == {}
+
+    run(main())
+
+
+def test_binance_ed25519_session_logon(fresh, caplog):
+    from sim.auth import TEST_ED25519_PRIVATE_KEY_B64
+
+    async def main():
+        cfg = make_cfg(fresh)
+        b = cfg.venue("binance")
+        b.key_type, b.api_key, b.secret_key = "ed25519", "sim-ed25519-key", TEST_ED25519_PRIVATE_KEY_B64
+        om = OrderManager(cfg, Instruments(["BTC-USDT", "ETH-USDT"]))
+        await om.start([Exchange.BINANCE])
+        assert om.gateway(Exchange.BINANCE).session  # logged on: requests go unsigned
+        bid = top(fresh, Exchange.BINANCE)[0]
+        o = await om.place_order(OrderRequest.new_limit(sym(Exchange.BINANCE), OrderSide.BUY, 0.01, bid * 0.9))
+        assert o.state == S.NEW
+        om.submit(OrderRequest.cancel(sym(Exchange.BINANCE), o.cl_ord_id))
+        await until(lambda: o.state == S.CANCELED, what="cancel")
+        await om.stop()
+        text = caplog.text + repr(om.venue_status()) + repr(om.stats())
+        assert TEST_ED25519_PRIVATE_KEY_B64 not in text and "sim-secret" not in text
+
+    run(main())
+
+
+@pytest.mark.parametrize("venue", VENUES, ids=lambda v: v.key)
+def test_server_shutdown_notice_rotates_the_connection(fresh, venue):
+    async def main():
+        om = OrderManager(make_cfg(fresh), Instruments(["BTC-USDT", "ETH-USDT"]))
+        await om.start([venue])
+        bid = top(fresh, venue)[0]
+        o = await om.place_order(OrderRequest.new_limit(sym(venue), OrderSide.BUY, 0.01, bid * 0.9))
+        fresh.control.fault(venue.key, "server_shutdown")
+        await until(lambda: om.venue_status()[venue.key]["reconnects"] >= 1 and om.venue_ready(venue),
+                    what="reconnected after the notice", detail=om.venue_status)
+        assert o.state == S.NEW  # reconciliation kept the resting order
+        o2 = await om.place_order(OrderRequest.new_limit(sym(venue), OrderSide.BUY, 0.01, bid * 0.9))
+        assert o2.state == S.NEW
+        await om.stop()
+
+    run(main())

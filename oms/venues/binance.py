@@ -242,7 +242,7 @@ class BinanceGateway(Gateway):
     def _signed_query(self, params: dict) -> str:
         q = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in params.items())
         q = f"{q}&timestamp={self.now_ms()}" if q else f"timestamp={self.now_ms()}"
-        return f"{q}&signature={sign_with(self, q)}"
+        return f"{q}&signature={quote(sign_with(self, q), safe='')}"  # Ed25519: base64, so encode
 
     async def _get(self, path: str, params: dict | None = None, signed: bool = False, method: str = "GET"):
         if self.rest is None:
