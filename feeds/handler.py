@@ -38,6 +38,7 @@ from feeds import binance, gate, okx
 from feeds.base import CTRL_ROTATE, LIVE, REASON_RECONNECT, REASON_STALE, VenueFeed
 from feeds.errors import FrameError
 from ringbuf.counters import Counters
+from ringbuf.records import KIND_BOOK_LEVEL, KIND_BOOK_RESET
 from ringbuf.ring import Ring
 from ringbuf.ringstat import counters_name, ring_name
 
@@ -111,6 +112,7 @@ def _listener_class():
             self.last_rx_ns = time.monotonic_ns()
             self.closing = False
             self.data_frames = 0
+            self.hold: list | None = None  # frames held while this connection waits to take over
 
         def on_ws_connected(self, transport) -> None:
             self.transport = transport
@@ -124,6 +126,9 @@ def _listener_class():
                 mv = frame.get_payload_as_memoryview()
                 r.messages += 1
                 r.nbytes += len(mv)
+                if self.hold is not None:
+                    self.hold.append((bytes(mv), recv_ns))
+                    return
                 try:
                     n = r.feed.on_frame(mv, recv_ns, r.write)
                 except FrameError as e:
@@ -170,6 +175,7 @@ class VenueRunner:
         rot = ROTATE_AFTER_S[venue] if rotate_after_s is None else rotate_after_s
         self.rotate_after_ns = int(rot * 1e9)
         self.snapshot_timeout_ns = int(snapshot_timeout_s * 1e9)
+        self.rotate_overlap_s = 0.5  # the old connection keeps streaming this long after the new one starts
         # hot-path counters: plain ints, copied into the counters block by housekeeping
         self.messages = self.nbytes = self.parse_errors = self.records = 0
         self.reconnects = self.rotations = self.stale_reconnects = self.rest_errors = 0
@@ -300,8 +306,11 @@ class VenueRunner:
             asyncio.ensure_future(self._rotate())
 
     async def _rotate(self) -> None:
-        """Open and subscribe the new connection first, let it deliver, then close the old one.
-        Book diffs from both are fed to the same sync state (duplicates are dropped by id)."""
+        """Open and subscribe the new connection while the old one keeps streaming; hold the new
+        one's frames until the old one has caught up past the new subscription point, then close
+        the old one and replay the held frames: book diffs already applied are dropped by update
+        id, later ones continue the sequence (no gap, no resync). Held quotes and trades are not
+        replayed (they duplicate what the old connection delivered)."""
         if self._rotating or self.primary is None:
             return
         self._rotating = True
@@ -312,21 +321,40 @@ class VenueRunner:
             log.warning("%s: rotation connect failed: %s", self.venue, e)
             self._rotating = False
             return
+        new.hold = []
         self.secondary = new
         self._subscribe(new.transport)
         deadline = time.monotonic() + 5.0
-        while new.data_frames == 0 and time.monotonic() < deadline and not new.transport.is_disconnected:
+        while len(new.hold) < 2 and time.monotonic() < deadline and not new.transport.is_disconnected:
             await asyncio.sleep(0.01)
-        self.rotations += 1
-        if new.transport.is_disconnected:
+        await asyncio.sleep(self.rotate_overlap_s)
+        if new.transport.is_disconnected or self.primary is not old:
             self.secondary = None
             self._rotating = False
             return
+        # switch without yielding to the loop: nothing from either socket interleaves here
+        held, new.hold = new.hold, None
         self.primary, self.secondary = new, None
         self.connected_ns = time.monotonic_ns()
         old.closing = True
         if old.transport is not None:
             old.transport.disconnect()
+        write = self.write
+
+        def books_only(packer, *values):
+            if values[0] == KIND_BOOK_LEVEL or values[0] == KIND_BOOK_RESET:
+                return write(packer, *values)
+            return True
+
+        for raw, recv_ns in held:
+            try:
+                n = self.feed.on_frame(raw, recv_ns, books_only)
+            except FrameError:
+                self.parse_errors += 1
+                continue
+            if n > 0:
+                self.records += n
+        self.rotations += 1
         self._rotating = False
 
     def _reconnect_now(self, reason: int) -> None:
