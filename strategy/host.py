@@ -28,6 +28,8 @@ import traceback
 from array import array
 from collections import deque
 
+import numpy as np
+
 from common.config import Config, ConfigError
 from common.enums import Exchange, TradingState
 from common.instruments import Instruments
@@ -38,6 +40,7 @@ from ringbuf.records import (
     KIND_BOOK_RESET,
     KIND_QUOTE,
     KIND_TRADE,
+    MD_RECORD_SIZE,
     MD_STRUCT,
 )
 from rms.engine import RiskEngine
@@ -52,6 +55,8 @@ _NEW = RequestKind.NEW
 _AMEND = RequestKind.AMEND
 _CANCEL = RequestKind.CANCEL
 _UNPACK = MD_STRUCT.unpack_from
+_ITER = MD_STRUCT.iter_unpack
+BULK_RECORDS = 1024
 _TERMINAL = frozenset({4, 6, 7, 8})  # OrderState FILLED, CANCELED, REJECTED, EXPIRED
 LAT_SAMPLES = 1 << 16
 MAX_STRATEGY_ERRORS = 20  # a strategy that keeps raising is halted (kill switch)
@@ -130,6 +135,10 @@ class StrategyHost:
         self.venues = venues if venues is not None else [int(v) for v in cfg.enabled_venues()]
         self.idle = idle if idle is not None else AsyncIdle(cfg.system.idle_strategy)
         self.poll_limit = poll_limit
+        self.bulk_min = 16  # records waiting before a ring is read in one batch
+        self._bulk = np.zeros((BULK_RECORDS, MD_RECORD_SIZE), dtype=np.uint8)
+        self._bulk_mv = memoryview(self._bulk).cast("B")
+        self.batch_mode = bool(getattr(strategy, "batch_mode", False))
         self.md = MarketData(self.state, instruments)
         self.ctx = StrategyContext(instruments, self.state, cfg, clock=clock,
                                    position_fn=self.rms.position_of, open_orders_fn=self._open_orders,
@@ -185,95 +194,115 @@ class StrategyHost:
         work = 0
         if self._events:
             work += self._drain_events()
-        clock = self.clock
-        state = self.state
-        ni = self.n_instr
-        strategy = self.strategy
-        md = self.md
-        batch_mode = strategy.batch_mode
         for ring in self.rings:
-            n = 0
-            lossless = ring.mode == 1
-            while n < self.poll_limit:
-                off = ring.poll()
-                if off < 0:
-                    break
-                now = clock()
-                self._t0 = now
-                buf = ring.buffer if lossless else ring.copy_buffer
-                t = _UNPACK(buf, off)
-                if lossless:
-                    ring.release()
-                n += 1
-                kind = t[0]
-                v = t[2]
-                i = t[4]
-                if not (0 < v < N_VENUES and 0 < i < ni):
-                    self.malformed += 1
-                    continue
-                k = v * ni + i
-                if kind == KIND_QUOTE:
-                    bid = t[9]
-                    ask = t[11]
-                    if not (bid >= 0.0 and ask >= 0.0) or bid == math.inf or ask == math.inf:
-                        self.malformed += 1
-                        continue
-                    state.bid_px_f[k] = bid
-                    state.bid_qty_f[k] = t[10]
-                    state.ask_px_f[k] = ask
-                    state.ask_qty_f[k] = t[12]
-                    state.update_ns_f[k] = now
-                    state.exch_ts_ns_f[k] = t[6]
-                    if t[1] & F_RESYNC:
-                        state.resync_f[k] = 1
-                    elif state.has_depth_f[k] == 0:
-                        state.resync_f[k] = 0
-                    state.valid_f[k] = 1 if (0.0 < bid < ask and state.resync_f[k] == 0) else 0
-                elif kind == KIND_TRADE:
-                    state.last_trade_px_f[k] = t[9]
-                elif kind == KIND_BOOK_LEVEL:
-                    state.has_depth_f[k] = 1
-                    state.update_ns_f[k] = now
-                    f = t[1]
-                    if f & F_RESYNC:
-                        state.resync_f[k] = 1
-                        state.valid_f[k] = 0
-                    elif f & F_SNAPSHOT_END:
-                        state.resync_f[k] = 0
-                        state.valid_f[k] = 1 if 0.0 < state.bid_px_f[k] < state.ask_px_f[k] else 0
-                elif kind == KIND_BOOK_RESET:
-                    state.has_depth_f[k] = 1
-                    state.resync_f[k] = 1
-                    state.valid_f[k] = 0
-                    state.update_ns_f[k] = now
-                else:
-                    self.malformed += 1
-                    continue
-                if batch_mode:
-                    continue
-                md._t = t
-                md._k = k
-                md.now_ns = now
-                try:
-                    reqs = strategy.on_market_data(md)
-                except Exception:
-                    self._strategy_error("on_market_data")
-                    continue
-                if reqs:
-                    self.dispatch(reqs, now)
+            n = self._poll_ring(ring)
             if n:
                 work += n
                 self.records += n
                 self.batches += 1
-                self._t0 = clock()
+                self._t0 = self.clock()
                 try:
-                    reqs = strategy.on_end_of_batch()
+                    reqs = self.strategy.on_end_of_batch()
                 except Exception:
                     self._strategy_error("on_end_of_batch")
                     reqs = None
                 if reqs:
                     self.dispatch(reqs, self._t0)
         return work
+
+    def _poll_ring(self, ring) -> int:
+        """Records of one ring: one at a time when few are waiting (lowest latency), else
+        copied out in one validated batch and unpacked by `iter_unpack` (lowest cost)."""
+        avail = ring.tail_position - ring.head_position
+        if avail <= 0:
+            return 0
+        handle = self._handle
+        clock = self.clock
+        if avail >= self.bulk_min and ring.mode == 0:
+            n = ring.read_batch(self._bulk, min(avail, self.poll_limit, self._bulk.shape[0]))
+            now = clock()
+            self._t0 = now
+            for t in _ITER(self._bulk_mv[: n * MD_RECORD_SIZE]):
+                handle(t, now)
+            return n
+        lossless = ring.mode == 1
+        n = 0
+        while n < self.poll_limit:
+            off = ring.poll()
+            if off < 0:
+                break
+            now = clock()
+            self._t0 = now
+            if lossless:
+                t = _UNPACK(ring.buffer, off)
+                ring.release()
+            else:
+                t = _UNPACK(ring.copy_buffer, off)
+            n += 1
+            handle(t, now)
+        return n
+
+    def _handle(self, t: tuple, now: int) -> None:
+        """One unpacked MD record: update the state arrays, then call the strategy."""
+        kind = t[0]
+        v = t[2]
+        i = t[4]
+        ni = self.n_instr
+        if not (0 < v < N_VENUES and 0 < i < ni):
+            self.malformed += 1
+            return
+        k = v * ni + i
+        state = self.state
+        if kind == KIND_QUOTE:
+            bid = t[9]
+            ask = t[11]
+            if not (bid >= 0.0 and ask >= 0.0) or bid == math.inf or ask == math.inf:
+                self.malformed += 1
+                return
+            state.bid_px_f[k] = bid
+            state.bid_qty_f[k] = t[10]
+            state.ask_px_f[k] = ask
+            state.ask_qty_f[k] = t[12]
+            state.update_ns_f[k] = now
+            state.exch_ts_ns_f[k] = t[6]
+            if t[1] & F_RESYNC:
+                state.resync_f[k] = 1
+            elif state.has_depth_f[k] == 0:
+                state.resync_f[k] = 0
+            state.valid_f[k] = 1 if (0.0 < bid < ask and state.resync_f[k] == 0) else 0
+        elif kind == KIND_TRADE:
+            state.last_trade_px_f[k] = t[9]
+        elif kind == KIND_BOOK_LEVEL:
+            state.has_depth_f[k] = 1
+            state.update_ns_f[k] = now
+            f = t[1]
+            if f & F_RESYNC:
+                state.resync_f[k] = 1
+                state.valid_f[k] = 0
+            elif f & F_SNAPSHOT_END:
+                state.resync_f[k] = 0
+                state.valid_f[k] = 1 if 0.0 < state.bid_px_f[k] < state.ask_px_f[k] else 0
+        elif kind == KIND_BOOK_RESET:
+            state.has_depth_f[k] = 1
+            state.resync_f[k] = 1
+            state.valid_f[k] = 0
+            state.update_ns_f[k] = now
+        else:
+            self.malformed += 1
+            return
+        if self.batch_mode:
+            return
+        md = self.md
+        md._t = t
+        md._k = k
+        md.now_ns = now
+        try:
+            reqs = self.strategy.on_market_data(md)
+        except Exception:
+            self._strategy_error("on_market_data")
+            return
+        if reqs:
+            self.dispatch(reqs, now)
 
     def dispatch(self, reqs: list[OrderRequest], now_ns: int) -> None:
         """Each request through risk, then to the OMS. Denials go back to the strategy."""

@@ -380,3 +380,22 @@ def test_orders_left_by_an_earlier_run_are_cancelled_before_the_strategy_starts(
     first = oms.requests[0]
     assert first.kind == RequestKind.CANCEL and first.target_cl_ord_id == cid
     assert host.rms.total_open == 0
+
+
+def test_bursts_are_read_in_bulk_and_a_lapped_reader_counts_its_losses(rings):
+    s = Recorder()
+    host, md, _ = make_host(rings, s)
+    for n in range(200):
+        write_quote(md[B], B, 1, 60000.0 + n, 60001.0 + n)
+    write_quote(md[B], 9, 1, 1.0, 2.0)  # malformed inside the burst
+    host.poll_once()
+    assert len(s.seen) == 200 and host.malformed == 1
+    assert [x[4] for x in s.seen] == [60000.0 + n for n in range(200)]  # in order, state per record
+    assert host.state.bid_px[B, 1] == 60199.0
+    for n in range(3000):  # the ring holds 1024: the reader is lapped
+        write_quote(md[B], B, 1, 70000.0 + n, 70001.0 + n)
+    while host.poll_once():
+        pass
+    assert host.rings[0].lost >= 3000 - 1024
+    assert s.seen[-1][4] == 72999.0
+    assert 200 + 1024 - 1 <= len(s.seen) <= 200 + 1024
