@@ -56,6 +56,14 @@ class ReplayRing:
         self.pos = 0
         self.end = 0
 
+    @property
+    def tail_position(self) -> int:
+        return self.end
+
+    @property
+    def head_position(self) -> int:
+        return self.pos
+
     def poll(self) -> int:
         p = self.pos
         if p < self.end:
