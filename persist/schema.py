@@ -123,8 +123,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         2,
         "read-side indexes and names",
         """
+        -- fills carry only their primary key: every extra index is paid per fill on the COPY path
         CREATE INDEX IF NOT EXISTS orders_state_venue ON orders (venue, state);
-        CREATE INDEX IF NOT EXISTS fills_cl_ord_id ON fills (venue, cl_ord_id);
         CREATE TABLE IF NOT EXISTS venues (venue smallint PRIMARY KEY, name text NOT NULL);
         INSERT INTO venues VALUES (1, 'binance'), (2, 'okx'), (3, 'gate') ON CONFLICT DO NOTHING;
         CREATE TABLE IF NOT EXISTS order_states (state smallint PRIMARY KEY, name text NOT NULL);
