@@ -197,13 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         print(f"error: unknown venue {bad[0]!r} in --md-venues; use binance, okx, gate", file=sys.stderr)
         return 2
-    url = args.database_url or cfg.database.url
-    embedded = None
-    if not url:
-        from persist.embedded import start_embedded_postgres
+    from persist.embedded import EmbeddedError, resolve_database_url
 
-        embedded = start_embedded_postgres(os.path.join(cfg.system.data_dir, "pg"))
-        url = embedded.url
+    embedded = None
+    url = args.database_url
+    if not url:
+        try:
+            url, embedded = resolve_database_url(cfg)
+        except EmbeddedError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     try:
         return run_persist_process(args.config, args.prefix or cfg.system.shm_prefix, url,
                                    args.redis_url or cfg.redis.url or None, venues)
