@@ -298,6 +298,45 @@ class Ring:
 
         return write_lossy
 
+    def batch_writer(self, packer: struct.Struct) -> tuple[Callable[..., None], Callable[[], int]]:
+        """Lossy rings: `put, publish = ring.batch_writer(STRUCT)`; `put(*values)` packs a record
+        into the next slot without publishing it; `publish()` makes every put record visible
+        with one tail store (so a reader sees a frame's records together) and returns how many.
+        Saves the per-record tail store of `writer` when one frame yields many records."""
+        if self._lossless:
+            raise RingError("batch_writer is for lossy (market-data) rings; use writer() on lossless rings")
+        pack_into = packer.pack_into
+        buf = self.buffer
+        seqs = self._seqs
+        pos = self._pos
+        mask = self.mask
+        rs = self.record_size
+        doff = self.data_offset
+        ring = self
+        T = _TAIL
+        pending = [self._tail]
+
+        def put(*values) -> None:
+            t = pending[0]
+            slot = t & mask
+            seqs[slot] = -1
+            pack_into(buf, doff + slot * rs, *values)
+            seqs[slot] = t
+            pending[0] = t + 1
+
+        def publish() -> int:
+            t = pending[0]
+            n = t - ring._tail
+            if n:
+                ring._tail = pos[T] = t
+            return n
+
+        def _sync() -> None:  # another write path moved the tail: start from there
+            pending[0] = ring._tail
+
+        put.sync = _sync  # type: ignore[attr-defined]
+        return put, publish
+
     def _write_slow(self, record: bytes) -> bool:
         if self._spilling:
             if self._pos[_SPILLED] != self._pos[_JOURNAL_READ]:

@@ -360,3 +360,31 @@ def test_producer_sigkill_mid_stream_leaves_only_whole_records(shm_prefix, tmp_p
     with pytest.raises(RingError, match="stale"):
         Ring.attach(name, allow_stale=False)
     c.close()
+
+
+def test_batch_writer_publishes_a_frame_at_once(shm_prefix):
+    p = Ring.create(f"{shm_prefix}-r", 8, 64)
+    c = Ring.attach(f"{shm_prefix}-r", 64)
+    p.claim_producer()
+    put, publish = p.batch_writer(QUOTE_STRUCT)
+    for i in range(3):
+        put(*ringprocs.quote_values(i))
+    assert c.poll() == -1, "nothing is visible before publish"
+    assert publish() == 3 and publish() == 0
+    got = []
+    while (off := c.poll()) >= 0:
+        got.append(QUOTE_STRUCT.unpack_from(c.copy_buffer, off)[6])
+    assert got == [0, 1, 2]
+    for i in range(3, 20):  # laps an 8-slot ring inside one batch: the reader keeps only whole records
+        put(*ringprocs.quote_values(i))
+    publish()
+    got = []
+    while (off := c.poll()) >= 0:
+        v = QUOTE_STRUCT.unpack_from(c.copy_buffer, off)
+        assert ringprocs.check_quote(v)
+        got.append(v[6])
+    assert got == list(range(12, 20)) and c.lost == 9
+    with pytest.raises(RingError, match="lossy"):
+        Ring.create(f"{shm_prefix}-l", 8, 64, lossless=True).batch_writer(QUOTE_STRUCT)
+    p.close()
+    c.close()
