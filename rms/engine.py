@@ -25,6 +25,7 @@ from strategy.orders import OrderRequest, RequestKind
 from strategy.state import N_VENUES, MarketState
 
 _EPS = 1e-12
+_INF = math.inf
 _ACTIVE = TradingState.ACTIVE
 _REDUCING = TradingState.REDUCING
 _HALTED = TradingState.HALTED
@@ -92,6 +93,13 @@ class RiskEngine:
         self.lot = array("d", bytes(8 * n))
         self.min_qty = array("d", bytes(8 * n))
         self.min_notional = array("d", bytes(8 * n))
+        self.inv_tick = array("d", bytes(8 * n))  # 1 / tick (0: no rules known)
+        self.inv_lot = array("d", bytes(8 * n))
+        # the market state's flat views, bound once (one attribute load on the check path)
+        self._bid = state.bid_px_f
+        self._ask = state.ask_px_f
+        self._upd = state.update_ns_f
+        self._resync = state.resync_f
         # exposure per (venue, instrument)
         self.position_np = np.zeros((N_VENUES, ni))
         self.avg_px_np = np.zeros((N_VENUES, ni))
@@ -173,6 +181,8 @@ class RiskEngine:
                 self.lot[k] = spec.lot_size
                 self.min_qty[k] = spec.min_qty
                 self.min_notional[k] = spec.min_notional
+                self.inv_tick[k] = 1.0 / spec.tick_size
+                self.inv_lot[k] = 1.0 / spec.lot_size
                 n += 1
         return n
 
@@ -219,33 +229,32 @@ class RiskEngine:
             return R_UNKNOWN_INSTRUMENT
         qty = req.qty
         px = req.px
-        if not qty > 0.0 or qty == math.inf:
+        if not 0.0 < qty < _INF:
             return R_BAD_REQUEST
         k = v * self.n_instr + i
-        tick = self.tick[k]
-        if tick == 0.0:
+        inv_tick = self.inv_tick[k]
+        if inv_tick == 0.0:
             return R_UNKNOWN_INSTRUMENT
         if self.venue_ready[v] == 0:
             return R_VENUE_NOT_READY
-        md = self.md
-        if md.resync_f[k]:
+        if self._resync[k]:
             return R_BOOK_RESYNC
-        bid = md.bid_px_f[k]
-        ask = md.ask_px_f[k]
+        bid = self._bid[k]
+        ask = self._ask[k]
         if not (bid > 0.0 and ask > 0.0):
             return R_NO_REFERENCE
-        t = md.update_ns_f[k]
+        t = self._upd[k]
         if t == 0 or now_ns - t > self.stale_ns:
             return R_STALE_MD
         mid = (bid + ask) * 0.5
         if req.ord_type == 2:  # market: worst case priced at the mid
             px = mid
-        elif not px > 0.0 or px == math.inf:
+        elif not 0.0 < px < _INF:
             return R_BAD_REQUEST
         else:
             if abs(px - mid) > self.band * mid:
                 return R_PRICE_BAND
-            n = px / tick
+            n = px * inv_tick
             if abs(n - round(n)) > 1e-6:
                 return R_BAD_TICK
         if qty > self.max_qty:
@@ -253,46 +262,50 @@ class RiskEngine:
         notional = qty * px
         if notional > self.max_notional:
             return R_MAX_NOTIONAL
-        n = qty / self.lot[k]
+        n = qty * self.inv_lot[k]
         if abs(n - round(n)) > 1e-6:
             return R_BAD_LOT
         if qty < self.min_qty[k] - _EPS:
             return R_MIN_QTY
         if notional < self.min_notional[k] - _EPS:
             return R_MIN_NOTIONAL
-        side = req.side
-        buy = side > 0
-        if req.tif == _POST_ONLY and req.ord_type == 1:
-            if (buy and px >= ask) or (not buy and px <= bid):
-                return R_POST_ONLY_CROSS
+        buy = req.side > 0
+        if req.tif == _POST_ONLY and req.ord_type == 1 and (px >= ask if buy else px <= bid):
+            return R_POST_ONLY_CROSS
         cid = req.cl_ord_id
         if cid and cid in self._ord_slot:
             return R_DUPLICATE_ID
         pos = self.position[k]
-        ob = self.open_buy[k]
-        os_ = self.open_sell[k]
         if buy:
-            worst = pos + ob + qty
-            other = pos - os_
+            worst = pos + self.open_buy[k] + qty
+            other = pos - self.open_sell[k]
         else:
-            worst = pos - os_ - qty
-            other = pos + ob
+            worst = pos - self.open_sell[k] - qty
+            other = pos + self.open_buy[k]
         if st is _REDUCING:
             # only orders that bring the position towards zero, even if every order fills
             if (buy and not (pos < 0.0 and worst <= _EPS)) or (not buy and not (pos > 0.0 and worst >= -_EPS)):
                 return R_REDUCING
-        if abs(worst) > self.max_position + _EPS:
+        aw = worst if worst >= 0.0 else -worst
+        if aw > self.max_position + _EPS:
             return R_MAX_POSITION
-        new_exp = max(abs(worst), abs(other)) * mid
-        delta = new_exp - self.exposure[k]
+        ao = other if other >= 0.0 else -other
+        delta = (aw if aw > ao else ao) * mid - self.exposure[k]
         if self.venue_exposure[v] + delta > self.max_venue_notional:
             return R_MAX_VENUE_NOTIONAL
         if self.total_exposure + delta > self.max_total_notional:
             return R_MAX_TOTAL_NOTIONAL
         if self.total_open >= self.max_open_orders:
             return R_MAX_OPEN_ORDERS
-        if not self._take_token(v, now_ns, False):
+        # token bucket (inlined _take_token)
+        tokens = self.tokens[v] + (now_ns - self.token_ns[v]) * self.rate_per_ns
+        if tokens > self.bucket_size:
+            tokens = self.bucket_size
+        self.token_ns[v] = now_ns
+        if tokens < 1.0:
+            self.tokens[v] = tokens
             return R_RATE_LIMIT
+        self.tokens[v] = tokens - 1.0
         return 0
 
     def _check_amend(self, req: OrderRequest, now_ns: int) -> int:
@@ -304,36 +317,38 @@ class RiskEngine:
         k = self.ord_k[s]
         v = k // self.n_instr
         buy = self.ord_side[s] > 0
-        md = self.md
-        if md.resync_f[k]:
+        if self._resync[k]:
             return R_BOOK_RESYNC
-        bid = md.bid_px_f[k]
-        ask = md.ask_px_f[k]
+        bid = self._bid[k]
+        ask = self._ask[k]
         if not (bid > 0.0 and ask > 0.0):
             return R_NO_REFERENCE
-        t = md.update_ns_f[k]
+        t = self._upd[k]
         if t == 0 or now_ns - t > self.stale_ns:
             return R_STALE_MD
         mid = (bid + ask) * 0.5
-        px = req.px if req.px > 0.0 else self.ord_px[s]
-        qty = req.qty if req.qty > 0.0 else self.ord_rem[s]
-        if px == math.inf or qty == math.inf:
+        px = req.px
+        if not px > 0.0:
+            px = self.ord_px[s]
+        qty = req.qty
+        if not qty > 0.0:
+            qty = self.ord_rem[s]
+        if px == _INF or qty == _INF:
             return R_BAD_REQUEST
         if abs(px - mid) > self.band * mid:
             return R_PRICE_BAND
-        tick = self.tick[k]
-        n = px / tick
+        n = px * self.inv_tick[k]
         if abs(n - round(n)) > 1e-6:
             return R_BAD_TICK
         if qty > self.max_qty:
             return R_MAX_QTY
         if qty * px > self.max_notional:
             return R_MAX_NOTIONAL
-        n = qty / self.lot[k]
+        n = qty * self.inv_lot[k]
         if abs(n - round(n)) > 1e-6:
             return R_BAD_LOT
         # post-only orders stay post-only: a price that crosses would be rejected or taken
-        if (buy and px >= ask) or (not buy and px <= bid):
+        if px >= ask if buy else px <= bid:
             return R_POST_ONLY_CROSS
         # a cancel-replace venue (Binance) keeps the old order live until the replace lands:
         # the replacement's whole quantity is extra exposure in the worst case
@@ -348,8 +363,14 @@ class RiskEngine:
                 return R_REDUCING
             if abs(worst) > self.max_position + _EPS:
                 return R_MAX_POSITION
-        if not self._take_token(v, now_ns, False):
+        tokens = self.tokens[v] + (now_ns - self.token_ns[v]) * self.rate_per_ns
+        if tokens > self.bucket_size:
+            tokens = self.bucket_size
+        self.token_ns[v] = now_ns
+        if tokens < 1.0:
+            self.tokens[v] = tokens
             return R_RATE_LIMIT
+        self.tokens[v] = tokens - 1.0
         return 0
 
     def _take_token(self, v: int, now_ns: int, force: bool) -> bool:

@@ -211,26 +211,16 @@ class StrategyHost:
         return work
 
     def _poll_ring(self, ring) -> int:
-        """Records of one ring: one at a time when few are waiting (lowest latency), else
-        copied out in one validated batch and unpacked by `iter_unpack` (lowest cost)."""
-        avail = ring.tail_position - ring.head_position
-        if avail <= 0:
+        """Records of one ring: the first at once (lowest latency), then, when many are
+        waiting, the rest copied out in one validated batch and unpacked by `iter_unpack`."""
+        off = ring.poll()
+        if off < 0:
             return 0
-        handle = self._handle
         clock = self.clock
-        if avail >= self.bulk_min and ring.mode == 0:
-            n = ring.read_batch(self._bulk, min(avail, self.poll_limit, self._bulk.shape[0]))
-            now = clock()
-            self._t0 = now
-            for t in _ITER(self._bulk_mv[: n * MD_RECORD_SIZE]):
-                handle(t, now)
-            return n
+        handle = self._handle
         lossless = ring.mode == 1
         n = 0
-        while n < self.poll_limit:
-            off = ring.poll()
-            if off < 0:
-                break
+        while True:
             now = clock()
             self._t0 = now
             if lossless:
@@ -240,6 +230,23 @@ class StrategyHost:
                 t = _UNPACK(ring.copy_buffer, off)
             n += 1
             handle(t, now)
+            if n >= self.poll_limit:
+                return n
+            if not lossless and ring.tail_position - ring.head_position >= self.bulk_min:
+                break
+            off = ring.poll()
+            if off < 0:
+                return n
+        for _ in range(64):  # bounded even if a lapping producer leaves only lost records
+            avail = ring.tail_position - ring.head_position
+            if avail <= 0 or n >= self.poll_limit:
+                break
+            got = ring.read_batch(self._bulk, min(avail, self.poll_limit - n, self._bulk.shape[0]))
+            now = clock()
+            self._t0 = now
+            for t in _ITER(self._bulk_mv[: got * MD_RECORD_SIZE]):
+                handle(t, now)
+            n += got
         return n
 
     def _handle(self, t: tuple, now: int) -> None:

@@ -115,6 +115,9 @@ class MarketMaker(Strategy):
         self.amend_venues = frozenset(amend_venues)
         self.replace_venues = frozenset(replace_venues)  # amends of a new price are cancel-replace (Binance)
         self.as_mode = cfg.mode == "avellaneda_stoikov"
+        self.skew_per_pos = cfg.skew_bps * 1e-4 / cfg.max_position
+        self.half_spread = cfg.spread_bps * 0.5e-4
+        self.spacing = cfg.level_spacing_bps * 0.5e-4  # times (bid + ask)
         self.pairs: list[tuple[int, int]] = []
         self.pair_of: dict[int, int] = {}  # state index (venue * n_instr + instr) -> pair
         self.ctx: StrategyContext | None = None
@@ -178,7 +181,12 @@ class MarketMaker(Strategy):
         self.positions = getattr(ctx, "positions", None)  # flat view indexed like the state, when given
         self.ready_flags = getattr(ctx, "ready_flags", None)  # indexable by venue id, when given
         self.risk = getattr(ctx, "risk", None)  # object with .state (TradingState), when given
-        self.specs = [ctx.spec(v, i) for v, i in self.pairs]
+        self.specs = [None] * len(self.pairs)
+        self.inv_tick = [1.0] * len(self.pairs)
+        self.inv_lot = [1.0] * len(self.pairs)
+        self.size = [0.0] * len(self.pairs)
+        for p, (v, i) in enumerate(self.pairs):
+            self._set_spec(p, ctx.spec(v, i))
         self.vol = [VolEstimator(self.cfg.volatility_window) for _ in self.pairs]
         self.last_mid = [0.0] * len(self.pairs)
         self.last_pos = [0.0] * len(self.pairs)
@@ -246,14 +254,14 @@ class MarketMaker(Strategy):
         mid = (bid + ask) * 0.5
         q = self.positions[k] if self.positions is not None else ctx.position(v, i)
         self.q = q
-        cfg = self.cfg
         if self.as_mode:
+            cfg = self.cfg
             sigma = self.vol[p].sigma()
             r, delta = as_quotes(mid, q, cfg.risk_aversion, sigma, cfg.horizon_s, cfg.intensity)
             half = max(delta * 0.5, cfg.spread_bps * 0.5e-4 * mid)
-        else:
-            r, spread = fixed_quotes(mid, q, cfg.spread_bps, cfg.skew_bps, cfg.max_position)
-            half = spread * 0.5
+        else:  # fixed_quotes(), inlined
+            r = mid - self.skew_per_pos * mid * q
+            half = self.half_spread * mid
         return r, half, bid, ask
 
     def ladder(self, p: int, r: float, half: float, bid: float, ask: float,
@@ -262,56 +270,67 @@ class MarketMaker(Strategy):
         Slots with a request in flight get no room (their quantity is already counted)."""
         spec = self.specs[p]
         tick = spec.tick_size
-        inv = 1.0 / tick
-        dec = spec.px_decimals
+        inv = self.inv_tick[p]  # ticks per unit price: n / inv is the exact decimal price
+        lot_inv = self.inv_lot[p]
         floor = math.floor
         ceil = math.ceil
-        spacing = self.cfg.level_spacing_bps * 1e-4 * (bid + ask) * 0.5
-        size = spec.round_qty(self.cfg.order_size)
+        spacing = self.spacing * (bid + ask)
+        size = self.size[p]
         min_qty = spec.min_qty
         min_notional = spec.min_notional
         L = self.levels
         base = p * 2 * L
         status = self.s_status
-        # buys round down, sells up (never more aggressive); as InstrumentSpec.round_px, inlined
-        max_bid = round(floor((ask - tick) * inv + 1e-9) * tick, dec)
-        min_ask = round(ceil((bid + tick) * inv - 1e-9) * tick, dec)
+        # buys round down, sells up (never more aggressive), as InstrumentSpec.round_px
+        max_bid = floor((ask - tick) * inv + 1e-9) / inv
+        min_ask = ceil((bid + tick) * inv - 1e-9) / inv
         prev_bid = math.inf
         prev_ask = 0.0
         for lvl in range(L):
-            bpx = round(floor((r - half - lvl * spacing) * inv + 1e-9) * tick, dec)
+            bpx = floor((r - half - lvl * spacing) * inv + 1e-9) / inv
             if bpx > max_bid:
                 bpx = max_bid
             if bpx >= prev_bid:
-                bpx = round(floor((prev_bid - tick) * inv + 1e-9) * tick, dec)
+                bpx = floor((prev_bid - tick) * inv + 1e-9) / inv
             prev_bid = bpx
             s = base + lvl
-            qty = size if size <= room_buy else spec.round_qty(room_buy)
-            if qty < min_qty or qty <= 0.0 or qty * bpx < min_notional or bpx <= 0.0 or busy(status[s]):
+            qty = size if size <= room_buy else floor(room_buy * lot_inv + 1e-9) / lot_inv
+            st = status[s]
+            if qty < min_qty or qty <= 0.0 or qty * bpx < min_notional or bpx <= 0.0 or (st != EMPTY and st != LIVE):
                 qty = 0.0
             room_buy -= qty
             self.s_want_px[s] = bpx
             self.s_want_qty[s] = qty
-            apx = round(ceil((r + half + lvl * spacing) * inv - 1e-9) * tick, dec)
+            apx = ceil((r + half + lvl * spacing) * inv - 1e-9) / inv
             if apx < min_ask:
                 apx = min_ask
             if apx <= prev_ask:
-                apx = round(ceil((prev_ask + tick) * inv - 1e-9) * tick, dec)
+                apx = ceil((prev_ask + tick) * inv - 1e-9) / inv
             prev_ask = apx
             s = base + L + lvl
-            qty = size if size <= room_sell else spec.round_qty(room_sell)
-            if qty < min_qty or qty <= 0.0 or qty * apx < min_notional or busy(status[s]):
+            qty = size if size <= room_sell else floor(room_sell * lot_inv + 1e-9) / lot_inv
+            st = status[s]
+            if qty < min_qty or qty <= 0.0 or qty * apx < min_notional or (st != EMPTY and st != LIVE):
                 qty = 0.0
             room_sell -= qty
             self.s_want_px[s] = apx
             self.s_want_qty[s] = qty
         return room_buy, room_sell
 
+    def _set_spec(self, p: int, spec) -> None:
+        """Per-pair constants from the instrument's rules (tick and lot as exact inverses)."""
+        self.specs[p] = spec
+        if spec is None:
+            return
+        self.inv_tick[p] = _inverse(spec.tick_size)
+        self.inv_lot[p] = _inverse(spec.lot_size)
+        self.size[p] = spec.round_qty(self.cfg.order_size)
+
     def requote(self, p: int, now_ns: int) -> list[OrderRequest] | None:
         """Reconcile pair p's orders with its targets; returns the requests to send."""
         if self.specs[p] is None:
             v, i = self.pairs[p]
-            self.specs[p] = self.ctx.spec(v, i)
+            self._set_spec(p, self.ctx.spec(v, i))
             if self.specs[p] is None:
                 return None
         nudges = self._expire_pending(p, now_ns)
@@ -577,6 +596,18 @@ class MarketMaker(Strategy):
                 side = 1 if (s - pp * 2 * L) < L else -1
                 out.append((pp, side, (s - pp * 2 * L) % L, st, self.s_cid[s], self.s_px[s], self.s_qty[s]))
         return out
+
+
+def _inverse(step: float) -> float:
+    """1 / step, snapped to a whole number when it is one (0.01 -> 100.0): then
+    floor(x * inv) / inv is the correctly rounded decimal price, with no round(x, ndigits)
+    (which formats through a string and costs a microsecond). Other steps (0.3) stay within
+    float error of the tick, which risk's tick check tolerates and the OMS formats away."""
+    inv = 1.0 / step
+    n = round(inv)
+    if n >= 1 and abs(inv - n) < 1e-9 * n:
+        return float(n)
+    return inv
 
 
 def busy(status: int) -> bool:
