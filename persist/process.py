@@ -57,6 +57,19 @@ def status(prefix: str = "hft", stale_s: float = 5.0) -> dict:
     }
 
 
+_STOPPING = {"flag": False}
+
+
+def _stop(signum, frame) -> None:
+    _STOPPING["flag"] = True
+
+
+def _install_stop_handlers() -> None:
+    """SIGTERM/SIGINT only set a flag: the loop finishes its batch, drains and flushes."""
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
+
 def _attach_events(name: str, stop) -> Ring | None:
     delay = 0.05
     while not stop():
@@ -84,13 +97,8 @@ def run_persist_process(config_path: str | None, prefix: str, database_url: str,
         pass
     logging.basicConfig(level=cfg.system.log_level, format="%(asctime)s persist %(levelname)s %(message)s")
     pc = cfg.persist
-    stopping = {"flag": False}
-
-    def _stop(signum, frame):
-        stopping["flag"] = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stopping = _STOPPING
+    _install_stop_handlers()
 
     ctr = Counters(counters_name(prefix, ROLE), ROLE)
     redis_url = redis_url if (redis_url and cfg.redis.enabled) else None
@@ -198,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown venue {bad[0]!r} in --md-venues; use binance, okx, gate", file=sys.stderr)
         return 2
     from persist.embedded import EmbeddedError, resolve_database_url
+
+    _install_stop_handlers()  # a SIGTERM while the embedded server starts still stops cleanly
 
     embedded = None
     url = args.database_url

@@ -49,6 +49,8 @@ def _count(url: str, table: str = "fills") -> int:
             return c.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     except psycopg.errors.UndefinedTable:
         return 0
+    except psycopg.OperationalError:
+        return -1  # server not (yet) reachable
 
 
 def _assert_exactly_once(url: str, n: int, start: int = 0) -> None:
@@ -289,3 +291,26 @@ def test_sigterm_with_the_database_down_journals_the_rest_and_the_next_run_repla
         stop(persist)
         proxy.close()
         ring.close()
+
+
+@pytest.mark.integration
+def test_without_a_database_url_the_process_starts_an_embedded_server(shm_prefix, journal_dir, tmp_path):
+    name = ring_name(shm_prefix, "events")
+    ring = Ring.create(name, 1 << 10, R.EVENT_RECORD_SIZE, lossless=True)
+    ring.claim_producer()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    cmd = [sys.executable, "-m", "persist.process", "--config", _config(tmp_path), "--prefix", shm_prefix]
+    log = open(tmp_path / "persist.log", "ab")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    pg_dir = tmp_path / "data" / "pg"
+    url = f"postgresql://postgres:@/postgres?host={pg_dir}"
+    try:
+        ring.write_batch(make_fills(0, 300))
+        wait_until(lambda: proc.poll() is not None or _count(url) >= 300,
+                   180, 0.2, "fills in the embedded database")
+        assert proc.poll() is None, _log(tmp_path)
+        _assert_exactly_once(url, 300)
+    finally:
+        assert stop(proc) == 0, _log(tmp_path)
+        ring.close()
+    wait_until(lambda: not (pg_dir / "postmaster.pid").exists(), 60, 0.2, "the embedded server to stop with the process")
