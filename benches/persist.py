@@ -58,7 +58,7 @@ def bench_copy(url: str, n: int, batch: int, jdir: str, runs: int, start: int) -
         ring.claim_consumer()
         fills = make_fills(start + run * n, n)
         prod.write_batch(fills)
-        w = EventWriter(url)
+        w = EventWriter(url, nice_backend=False)  # same priority as the baseline's backend
         w.open()
         j = OutageJournal(os.path.join(jdir, f"copy{run}.jnl"))
         d = EventDrain(ring, w, j, batch_size=batch, flush_ms=50)
@@ -78,7 +78,7 @@ def bench_copy(url: str, n: int, batch: int, jdir: str, runs: int, start: int) -
 
 def bench_replay(url: str, n: int, batch: int, start: int) -> dict:
     """The same fills written again (a journal replay after a crash): every row is a duplicate."""
-    w = EventWriter(url)
+    w = EventWriter(url, nice_backend=False)  # same priority as the baseline's backend
     w.open()
     fills = make_fills(start, n)
     raw = np.ascontiguousarray(fills).view(np.uint8).reshape(-1, R.EVENT_RECORD_SIZE)
@@ -118,7 +118,7 @@ def bench_lag(url: str, rate: float, seconds: float, batch: int, flush_ms: float
     n = int(rate * seconds)
     ring = _ring("lag", 1 << 16)
     ring.claim_consumer()
-    w = EventWriter(url)
+    w = EventWriter(url, nice_backend=False)  # same priority as the baseline's backend
     w.open()
     j = OutageJournal(os.path.join(jdir, "lag.jnl"))
     lags: list[np.ndarray] = []

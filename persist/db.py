@@ -9,6 +9,7 @@ the bad records are isolated, counted and skipped, so bad input never stalls the
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,12 +79,28 @@ def split_by_kind(raw: np.ndarray) -> tuple[dict[int, np.ndarray], int]:
     return out, raw.shape[0] - known
 
 
+def _nice_backend(conn: psycopg.Connection, niceness: int = 19) -> bool:
+    """Lower the CPU priority of our own server backend when it runs on this host and the OS
+    lets us (same user, or root): the COPY work then yields to the hot path like we do."""
+    host = conn.info.host or ""
+    if not (host.startswith("/") or host in ("127.0.0.1", "localhost", "::1")):
+        return False
+    try:
+        pid = conn.info.backend_pid
+        os.setpriority(os.PRIO_PROCESS, pid, max(os.getpriority(os.PRIO_PROCESS, pid), niceness))
+        return True
+    except (OSError, AttributeError):
+        return False  # another machine or namespace, or not permitted: harmless
+
+
 class EventWriter:
     """Owns one connection; `write(raw)` persists a batch of 128-byte event records."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, nice_backend: bool = True) -> None:
         self.url = url
+        self.nice_backend = nice_backend
         self.conn: psycopg.Connection | None = None
+        self.backend_niced = False
         self.fallbacks = 0  # batches that needed ON CONFLICT (duplicates inside the batch or a replay race)
 
     @property
@@ -104,6 +121,7 @@ class EventWriter:
             for spec in pgcopy.SPECS.values():
                 conn.execute(spec.stage_ddl())
             conn.autocommit = False
+            self.backend_niced = _nice_backend(conn) if self.nice_backend else False
         except psycopg.OperationalError as e:
             conn.close()
             raise DbUnavailable(_one_line(e)) from None
