@@ -333,39 +333,69 @@ class MarketMaker(Strategy):
             self._set_spec(p, self.ctx.spec(v, i))
             if self.specs[p] is None:
                 return None
-        nudges = self._expire_pending(p, now_ns)
-        out = self._requote(p, now_ns)
+        L = self.levels
+        base = p * 2 * L
+        status = self.s_status
+        # requests in flight: their quantity counts as worst case (they may still fill);
+        # a NEW the OMS refused frees its slot, one the venue never answered gets a cancel
+        nudges = None
+        pend_buy = 0.0
+        pend_sell = 0.0
+        for s in range(base, base + 2 * L):
+            st = status[s]
+            if st == EMPTY or st == LIVE:
+                continue
+            if now_ns - self.s_pend_ns[s] > self.pending_timeout_ns or not self.s_cid[s]:
+                n = self._expire_slot(s, p, now_ns)
+                if n is not None:
+                    if nudges is None:
+                        nudges = n
+                    else:
+                        nudges.extend(n)
+                if status[s] == EMPTY:
+                    continue
+            if s < base + L:
+                pend_buy += self.s_qty[s]
+            else:
+                pend_sell += self.s_qty[s]
+        out = self._requote(p, now_ns, pend_buy, pend_sell)
         if nudges is not None:
             if out:
                 nudges.extend(out)
             return nudges
         return out
 
-    def _requote(self, p: int, now_ns: int) -> list[OrderRequest] | None:
+    def _requote(self, p: int, now_ns: int, pend_buy: float, pend_sell: float) -> list[OrderRequest] | None:
         L = self.levels
         base = p * 2 * L
-        tgt = self.targets(p, now_ns)
+        status = self.s_status
+        # targets(), inlined: pull on a stale, resyncing, crossed or not-ready book
+        v, i = self.pairs[p]
+        st = self.state
+        k = v * self.n_instr + i
+        t = st.update_ns_f[k]
+        bid = st.bid_px_f[k]
+        ask = st.ask_px_f[k]
+        ready = self.ready_flags
         tstate = self.risk.state if self.risk is not None else self.ctx.trading_state
-        if tgt is None or tstate is TradingState.HALTED:
+        if (st.valid_f[k] != 1 or st.resync_f[k] == 1 or t == 0 or now_ns - t > self.stale_ns
+                or not (0.0 < bid < ask) or tstate is TradingState.HALTED
+                or ((ready[v] == 0) if ready is not None else not self.ctx.venue_ready(v))):
             self.dirty[p] = True
             return self._pull(p)
         if now_ns < self.hold_until[p]:
             self.dirty[p] = True  # throttled: requote when the hold ends
             return None
-        r, half, bid, ask = tgt
-        v, i = self.pairs[p]
-        q = self.q
+        mid = (bid + ask) * 0.5
+        q = self.positions[k] if self.positions is not None else self.ctx.position(v, i)
+        if self.as_mode:
+            cfg = self.cfg
+            r, delta = as_quotes(mid, q, cfg.risk_aversion, self.vol[p].sigma(), cfg.horizon_s, cfg.intensity)
+            half = max(delta * 0.5, cfg.spread_bps * 0.5e-4 * mid)
+        else:  # fixed_quotes(), inlined
+            r = mid - self.skew_per_pos * mid * q
+            half = self.half_spread * mid
         mp = self.cfg.max_position
-        # worst case: every resting buy fills, plus orders being cancelled (they may fill first)
-        status = self.s_status
-        pend_buy = 0.0
-        pend_sell = 0.0
-        for s in range(base, base + 2 * L):
-            if status[s] != EMPTY and status[s] != LIVE:
-                if s < base + L:
-                    pend_buy += self.s_qty[s]
-                else:
-                    pend_sell += self.s_qty[s]
         room_buy = mp - q - pend_buy
         room_sell = mp + q - pend_sell
         if tstate is TradingState.REDUCING:
@@ -459,40 +489,29 @@ class MarketMaker(Strategy):
             self.pulled[p] = True
         return out
 
-    def _expire_pending(self, p: int, now_ns: int) -> list[OrderRequest] | None:
-        """A NEW the OMS never assigned an id to (refused) frees its slot. A request the venue
-        has not answered within `pending_timeout_ms` gets a cancel (repeated each timeout):
-        the OMS then resolves the order with the venue and its final event frees the slot."""
-        L = self.levels
-        base = p * 2 * L
-        out = None
-        for s in range(base, base + 2 * L):
-            st = self.s_status[s]
-            if st == EMPTY or st == LIVE:
-                continue
-            if st == PENDING_NEW and not self.s_cid[s]:
-                req = self.s_req[s]
-                if req is not None and req.cl_ord_id:
-                    self._rebind(s, req.cl_ord_id)
-                elif now_ns - self.s_ns[s] > self.pending_timeout_ns:
-                    self._free(s)
-                continue
-            if now_ns - self.s_pend_ns[s] <= self.pending_timeout_ns or not self.s_cid[s]:
-                continue
-            v, i = self.pairs[p]
-            ids = [self.s_cid[s]]
+    def _expire_slot(self, s: int, p: int, now_ns: int) -> list[OrderRequest] | None:
+        """A slot with a request in flight: bind the OMS's id to it; free a NEW the OMS never
+        took; send a cancel for a request unanswered after `pending_timeout_ms` (repeated each
+        timeout) so that the OMS resolves the order with the venue and its final event frees it."""
+        st = self.s_status[s]
+        if st == PENDING_NEW and not self.s_cid[s]:
             req = self.s_req[s]
-            if req is not None and req.kind == RequestKind.AMEND and req.cl_ord_id and req.cl_ord_id not in ids:
-                ids.append(req.cl_ord_id)  # a cancel-replace's new order too
-            for cid in ids:
-                c = OrderRequest(RequestKind.CANCEL, self.symbols[p], target_cl_ord_id=cid, venue=Exchange(v),
-                                 instr_id=i)
-                if out is None:
-                    out = [c]
-                else:
-                    out.append(c)
-            self.s_pend_ns[s] = now_ns
-            self.stuck_nudges += 1
+            if req is not None and req.cl_ord_id:
+                self._rebind(s, req.cl_ord_id)
+            elif now_ns - self.s_ns[s] > self.pending_timeout_ns:
+                self._free(s)
+            return None
+        if now_ns - self.s_pend_ns[s] <= self.pending_timeout_ns or not self.s_cid[s]:
+            return None
+        v, i = self.pairs[p]
+        ids = [self.s_cid[s]]
+        req = self.s_req[s]
+        if req is not None and req.kind == RequestKind.AMEND and req.cl_ord_id and req.cl_ord_id not in ids:
+            ids.append(req.cl_ord_id)  # a cancel-replace's new order too
+        out = [OrderRequest(RequestKind.CANCEL, self.symbols[p], target_cl_ord_id=cid, venue=Exchange(v),
+                            instr_id=i) for cid in ids]
+        self.s_pend_ns[s] = now_ns
+        self.stuck_nudges += 1
         return out
 
     def _free(self, s: int) -> None:
