@@ -143,3 +143,48 @@ def test_submit_new(benchmark, venue):
 
 
 _ = time
+# Frames the simulator sent for one far-from-market IOC buy (captured from a sim session);
+# {cl} is the client order id.
+ANSWER_FRAMES = {
+    'binance': [
+        '{"id":"n{cl}","status":200,"result":{"symbol":"BTCUSDT","orderId":4100000001,"orderListId":-1,"clientOrderId":"{cl}","transactTime":1795752002128,"price":"47999.99000000","origQty":"0.00100000","executedQty":"0.00000000","origQuoteOrderQty":"0.00000000","cummulativeQuoteQty":"0.00000000","status":"EXPIRED","timeInForce":"IOC","type":"LIMIT","side":"BUY","workingTime":1795752002128,"selfTradePreventionMode":"EXPIRE_MAKER"},"rateLimits":[{"rateLimitType":"ORDERS","interval":"SECOND","intervalNum":10,"limit":50,"count":1},{"rateLimitType":"ORDERS","interval":"DAY","intervalNum":1,"limit":160000,"count":1}]}',
+        '{"subscriptionId":0,"event":{"e":"executionReport","E":1795752002128,"s":"BTCUSDT","c":"{cl}","S":"BUY","o":"LIMIT","f":"IOC","q":"0.00100000","p":"47999.99000000","P":"0.00000000","F":"0.00000000","g":-1,"C":"","x":"NEW","X":"NEW","r":"NONE","i":4100000001,"l":"0.00000000","z":"0.00000000","L":"0.00000000","n":"0","N":null,"T":1795752002128,"t":-1,"I":1,"w":false,"m":false,"M":false,"O":1795752002128,"Z":"0.00000000","Y":"0.00000000","Q":"0.00000000","W":1795752002128,"V":"EXPIRE_MAKER"}}',
+        '{"subscriptionId":0,"event":{"e":"executionReport","E":1795752002128,"s":"BTCUSDT","c":"{cl}","S":"BUY","o":"LIMIT","f":"IOC","q":"0.00100000","p":"47999.99000000","P":"0.00000000","F":"0.00000000","g":-1,"C":"","x":"EXPIRED","X":"EXPIRED","r":"NONE","i":4100000001,"l":"0.00000000","z":"0.00000000","L":"0.00000000","n":"0","N":null,"T":1795752002128,"t":-1,"I":2,"w":false,"m":false,"M":false,"O":1795752002128,"Z":"0.00000000","Y":"0.00000000","Q":"0.00000000","W":1795752002128,"V":"EXPIRE_MAKER"}}',
+    ],
+    'okx': [
+        '{"id":"n{cl}","op":"order","code":"0","msg":"","data":[{"ordId":"6200000001","clOrdId":"{cl}","tag":"","ts":"1795752002432","sCode":"0","sMsg":"Order placed"}],"inTime":"1795752002432751","outTime":"1795752002432975"}',
+        '{"arg":{"channel":"orders","instType":"SPOT","uid":"sim-key"},"data":[{"instType":"SPOT","instId":"BTC-USDT","tgtCcy":"","ccy":"","ordId":"6200000001","clOrdId":"{cl}","tag":"","px":"48002.8","pxUsd":"","pxVol":"","pxType":"","sz":"0.001","notionalUsd":"","ordType":"ioc","side":"buy","posSide":"","tdMode":"cash","accFillSz":"0","fillNotionalUsd":"","avgPx":"0","state":"canceled","lever":"","pnl":"0","feeCcy":"BTC","fee":"0","rebateCcy":"BTC","rebate":"0","category":"normal","uTime":"1795752002432","cTime":"1795752002432","source":"","reduceOnly":"false","cancelSource":"","cancelSourceReason":"","quickMgnType":"","stpId":"","stpMode":"cancel_maker","attachAlgoClOrdId":"","lastPx":"","isTpLimit":"false","linkedAlgoOrd":{"algoId":""},"attachAlgoOrds":[],"algoClOrdId":"","algoId":"","amendResult":"","reqId":"","amendSource":"","code":"0","msg":"","tradeQuoteCcy":"USDT","fillPx":"","tradeId":"","fillSz":"0","fillTime":"","fillPnl":"0","fillFee":"0","fillFeeCcy":"","execType":"","fillPxVol":"","fillPxUsd":"","fillMarkVol":"","fillFwdPx":"","fillMarkPx":"","fillIdxPx":""}]}',
+        '{"arg":{"channel":"orders","instType":"SPOT","uid":"sim-key"},"data":[{"instType":"SPOT","instId":"BTC-USDT","tgtCcy":"","ccy":"","ordId":"6200000001","clOrdId":"{cl}","tag":"","px":"48002.8","pxUsd":"","pxVol":"","pxType":"","sz":"0.001","notionalUsd":"","ordType":"ioc","side":"buy","posSide":"","tdMode":"cash","accFillSz":"0","fillNotionalUsd":"","avgPx":"0","state":"canceled","lever":"","pnl":"0","feeCcy":"BTC","fee":"0","rebateCcy":"BTC","rebate":"0","category":"normal","uTime":"1795752002432","cTime":"1795752002432","source":"","reduceOnly":"false","cancelSource":"","cancelSourceReason":"","quickMgnType":"","stpId":"","stpMode":"cancel_maker","attachAlgoClOrdId":"","lastPx":"","isTpLimit":"false","linkedAlgoOrd":{"algoId":""},"attachAlgoOrds":[],"algoClOrdId":"","algoId":"","amendResult":"","reqId":"","amendSource":"","code":"0","msg":"","tradeQuoteCcy":"USDT","fillPx":"","tradeId":"","fillSz":"0","fillTime":"","fillPnl":"0","fillFee":"0","fillFeeCcy":"","execType":"","fillPxVol":"","fillPxUsd":"","fillMarkVol":"","fillFwdPx":"","fillMarkPx":"","fillIdxPx":""}]}',
+    ],
+    'gate': [
+        '{"request_id":"n{cl}","ack":true,"header":{"response_time":"1795752002737","status":"200","channel":"spot.order_place","event":"api","client_id":"127.0.0.1-0xc0000","conn_id":"7f0c6a9fb4d0","conn_trace_id":"7f0c6a9fb4d0","trace_id":"a3e16ae0"},"data":{"result":{"req_id":"n{cl}","req_header":{},"req_param":{"text":"t-{cl}","currency_pair":"BTC_USDT","type":"limit","account":"spot","side":"buy","amount":"0.001000","price":"47995.6","time_in_force":"ioc"},"api_key":"","timestamp":"","signature":""}}}',
+        '{"request_id":"n{cl}","ack":false,"header":{"response_time":"1795752002738","status":"200","channel":"spot.order_place","event":"api","client_id":"127.0.0.1-0xc0000","conn_id":"7f0c6a9fb4d0","conn_trace_id":"7f0c6a9fb4d0","trace_id":"a3e67466","x_in_time":1795752002737712,"x_out_time":1795752002738091,"x_gate_ratelimit_requests_remain":9,"x_gate_ratelimit_limit":10,"x_gat_ratelimit_reset_timestamp":1795752003738},"data":{"result":{"id":"1700000001","text":"t-{cl}","amend_text":"-","create_time":"1795752002","update_time":"1795752002","create_time_ms":1795752002737,"update_time_ms":1795752002738,"status":"cancelled","currency_pair":"BTC_USDT","type":"limit","account":"spot","side":"buy","amount":"0.001","price":"47995.6","time_in_force":"ioc","iceberg":"0","left":"0.001","filled_amount":"0","fill_price":"0","filled_total":"0","avg_deal_price":"0","fee":"0","fee_currency":"BTC","point_fee":"0","gt_fee":"0","gt_maker_fee":"0","gt_taker_fee":"0","gt_discount":false,"rebated_fee":"0","rebated_fee_currency":"USDT","finish_as":"ioc","stp_id":0,"stp_act":"-"}}}',
+        '{"time":1795752002,"time_ms":1795752002738,"channel":"spot.orders","event":"update","result":[{"id":"1700000001","text":"t-{cl}","amend_text":"-","create_time":"1795752002","update_time":"1795752002","create_time_ms":"1795752002737","update_time_ms":"1795752002738","status":"cancelled","currency_pair":"BTC_USDT","type":"limit","account":"spot","side":"buy","amount":"0.001","price":"47995.6","time_in_force":"ioc","iceberg":"0","left":"0.001","filled_amount":"0","fill_price":"0","filled_total":"0","avg_deal_price":"0","fee":"0","fee_currency":"BTC","point_fee":"0","gt_fee":"0","gt_maker_fee":"0","gt_taker_fee":"0","gt_discount":false,"rebated_fee":"0","rebated_fee_currency":"USDT","finish_as":"ioc","stp_id":0,"stp_act":"-","event":"put","user":1000001}]}',
+        '{"time":1795752002,"time_ms":1795752002738,"channel":"spot.orders","event":"update","result":[{"id":"1700000001","text":"t-{cl}","amend_text":"-","create_time":"1795752002","update_time":"1795752002","create_time_ms":"1795752002737","update_time_ms":"1795752002738","status":"cancelled","currency_pair":"BTC_USDT","type":"limit","account":"spot","side":"buy","amount":"0.001","price":"47995.6","time_in_force":"ioc","iceberg":"0","left":"0.001","filled_amount":"0","fill_price":"0","filled_total":"0","avg_deal_price":"0","fee":"0","fee_currency":"BTC","point_fee":"0","gt_fee":"0","gt_maker_fee":"0","gt_taker_fee":"0","gt_discount":false,"rebated_fee":"0","rebated_fee_currency":"USDT","finish_as":"ioc","stp_id":0,"stp_act":"-","event":"finish","user":1000001}]}',
+    ],
+}
+
+
+@pytest.mark.benchmark(group="answer path (decode + state machine + events)")
+@pytest.mark.parametrize("venue", list(Exchange), ids=lambda v: v.key)
+def test_answer_path(benchmark, venue):
+    """Every frame the venue sends back for one IOC order, through `Gateway.on_frame` into the
+    OrderManager (decode, state machine, ORDER_EVENT record, listener), per order."""
+    om = _manager(venue)
+    gw = om._venues[venue].gw
+    cl = "Vc8bench0001"
+    frames = [f.replace("{cl}", cl).encode() for f in ANSWER_FRAMES[venue.key]]
+    seen = []
+    om.add_listener(seen.append)
+
+    def one():
+        o = mgr.Order(cl, venue, 1, "BTC-USDT", OrderSide.BUY, 48000.0, 0.001)
+        o.sent_ns = 1
+        om.orders[cl] = o
+        for f in frames:
+            gw.on_frame(f)
+        assert o.state.is_terminal
+        del om.orders[cl]
+
+    benchmark(one)
+    assert gw.bad_frames == 0 and seen

@@ -36,6 +36,19 @@ from oms.state import EventKind
 S = OrderState
 
 
+SIM_PID = [0]
+
+
+def proc_cpu_s(pid: int) -> float:
+    """user+system CPU seconds of another process (0 when unknown)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def pct(a_us: np.ndarray) -> dict:
     return {"n": int(a_us.size), "p50": float(np.percentile(a_us, 50)), "p90": float(np.percentile(a_us, 90)),
             "p99": float(np.percentile(a_us, 99)), "p99.9": float(np.percentile(a_us, 99.9)),
@@ -109,6 +122,7 @@ async def ours(urls: dict, venues: list[Exchange], n: int, burst: int, window: i
                 done2.set_result(True)
 
         om.listeners[:] = [on_event2]
+        sim_cpu0, cpu0, t_os0 = proc_cpu_s(SIM_PID[0]), time.process_time(), os.times()
         t0 = time.perf_counter()
         for _ in range(min(window, burst)):
             if om.submit(req()):
@@ -118,7 +132,13 @@ async def ours(urls: dict, venues: list[Exchange], n: int, burst: int, window: i
         except TimeoutError:
             pass
         dt = time.perf_counter() - t0
-        res["throughput"] = {"sent": st["sent"], "acked": st["acked"], "rejected": st["rejected"],
+        cpu_s, sim_cpu_s = time.process_time() - cpu0, proc_cpu_s(SIM_PID[0]) - sim_cpu0
+        t_os1 = os.times()
+        res["throughput"] = {"client_cpu_us_per_order": cpu_s / max(st["answered"], 1) * 1e6,
+                             "client_user_us_per_order": (t_os1.user - t_os0.user) / max(st["answered"], 1) * 1e6,
+                             "client_sys_us_per_order": (t_os1.system - t_os0.system) / max(st["answered"], 1) * 1e6,
+                             "sim_cpu_us_per_order": sim_cpu_s / max(st["answered"], 1) * 1e6,
+                             "sent": st["sent"], "acked": st["acked"], "rejected": st["rejected"],
                              "unanswered": st["sent"] - st["answered"], "seconds": dt,
                              "acked_per_s": st["acked"] / dt, "success": st["acked"] / max(st["sent"], 1)}
         om.listeners.clear()
@@ -173,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=256, help="orders in flight in the throughput run")
     ap.add_argument("--venues", default="binance,okx,gate")
     ap.add_argument("--png", default="", help="write a latency histogram PNG here")
+    ap.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin the sim and the client to CPUs")
     ap.add_argument("--json", action="store_true", help="print the raw figures as JSON")
     a = ap.parse_args(argv)
     try:
@@ -188,6 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     from sim.testing import run_sim
 
     with run_sim(symbols=["BTC-USDT"], seed=3, rate=100) as s:
+        SIM_PID[0] = s.proc.pid if s.proc is not None else 0
+        pinned = ""
+        if a.pin and (os.cpu_count() or 1) >= 2 and SIM_PID[0]:
+            try:  # simulator on CPU 0, this client on CPU 1 (as sim.bench does)
+                for t in os.listdir(f"/proc/{SIM_PID[0]}/task"):
+                    os.sched_setaffinity(int(t), {0})
+                os.sched_setaffinity(0, {1})
+                pinned = "sim cpu0, client cpu1"
+            except OSError as e:
+                pinned = f"not pinned ({e})"
         book = {v.key: float(s.control.book(v.key, "BTC-USDT", depth=1)["bids"][0][0]) for v in venues}
         s.control.pause_md()
         res = uvloop.run(ours(s.urls, venues, a.n, a.burst, a.window, book))
@@ -198,12 +229,15 @@ def main(argv: list[str] | None = None) -> int:
             cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
     except OSError:
         pass
-    print(f"order_latency  {time.strftime('%Y-%m-%d %H:%M:%S %Z')}  cpu: {cpu} x{os.cpu_count()}  python {platform.python_version()}")
-    print(f"{'venue':8} {'p50 us':>8} {'p90 us':>8} {'p99 us':>8} {'p99.9':>8} {'max':>9}   {'acked/s':>9} {'success':>8}")
+    print(f"order_latency  {time.strftime('%Y-%m-%d %H:%M:%S %Z')}  cpu: {cpu} x{os.cpu_count()}  "
+          f"python {platform.python_version()}  load {os.getloadavg()[0]:.1f}  {pinned}")
+    print(f"{'venue':8} {'p50 us':>8} {'p90 us':>8} {'p99 us':>8} {'p99.9':>8} {'max':>9}   {'acked/s':>9} {'success':>8}"
+          f"  {'oms cpu/ord':>11} {'sim cpu/ord':>11}")
     for v, r in res.items():
         lt, tp = r["latency_us"], r["throughput"]
         print(f"{v:8} {lt['p50']:8.1f} {lt['p90']:8.1f} {lt['p99']:8.1f} {lt['p99.9']:8.1f} {lt['max']:9.1f}   "
-              f"{tp['acked_per_s']:9.0f} {tp['success'] * 100:7.2f}%  ({tp['acked']}/{tp['sent']} in {tp['seconds']:.2f} s)")
+              f"{tp['acked_per_s']:9.0f} {tp['success'] * 100:7.2f}%  {tp['client_cpu_us_per_order']:9.1f}us "
+              f"{tp['sim_cpu_us_per_order']:9.1f}us  ({tp['acked']}/{tp['sent']} in {tp['seconds']:.2f} s)")
     bl = base["latency_us"]
     print(f"{'baseline':8} {bl['p50']:8.1f} {bl['p90']:8.1f} {bl['p99']:8.1f} {bl['p99.9']:8.1f} {bl['max']:9.1f}"
           "   (naive asyncio client, binance, same simulator)")

@@ -57,33 +57,36 @@ class Update:
                  "fill_qty", "fill_px", "fee", "fee_asset", "liquidity", "trade_id", "reason", "code", "msg",
                  "ts_ms", "px", "qty", "side", "ok", "retry_after_s")
 
-    def __init__(self, kind: int, **kw: Any) -> None:
+    def __init__(self, kind: int, op: str = "", req_id: str = "", cl_ord_id: str = "", venue_ord_id: str = "",
+                 vsym: str = "", state: OrderState | None = None, cum_qty: float = -1.0, avg_px: float = 0.0,
+                 fill_qty: float = 0.0, fill_px: float = 0.0, fee: float = 0.0, fee_asset: str = "",
+                 liquidity: int = 0, trade_id: str = "", reason: Reason = Reason.NONE, code: str = "",
+                 msg: str = "", ts_ms: int = 0, px: float = 0.0, qty: float = 0.0, side: int = 0, ok: bool = True,
+                 retry_after_s: float = 0.0) -> None:
         self.kind = kind
-        self.op = ""
-        self.req_id = ""
-        self.cl_ord_id = ""
-        self.venue_ord_id = ""
-        self.vsym = ""
-        self.state: OrderState | None = None
-        self.cum_qty = -1.0  # -1: not given
-        self.avg_px = 0.0
-        self.fill_qty = 0.0
-        self.fill_px = 0.0
-        self.fee = 0.0  # positive = paid
-        self.fee_asset = ""
-        self.liquidity = 0
-        self.trade_id = ""
-        self.reason = Reason.NONE
-        self.code = ""
-        self.msg = ""
-        self.ts_ms = 0
-        self.px = 0.0
-        self.qty = 0.0
-        self.side = 0
-        self.ok = True
-        self.retry_after_s = 0.0
-        for k, v in kw.items():
-            setattr(self, k, v)
+        self.op = op
+        self.req_id = req_id
+        self.cl_ord_id = cl_ord_id
+        self.venue_ord_id = venue_ord_id
+        self.vsym = vsym
+        self.state = state
+        self.cum_qty = cum_qty  # -1: not given
+        self.avg_px = avg_px
+        self.fill_qty = fill_qty
+        self.fill_px = fill_px
+        self.fee = fee  # positive = paid
+        self.fee_asset = fee_asset
+        self.liquidity = liquidity
+        self.trade_id = trade_id
+        self.reason = reason
+        self.code = code
+        self.msg = msg
+        self.ts_ms = ts_ms
+        self.px = px
+        self.qty = qty
+        self.side = side
+        self.ok = ok
+        self.retry_after_s = retry_after_s
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__[1:]
