@@ -38,6 +38,11 @@ def parse_args(argv: list[str]) -> dict:
     p.add_argument("--paused", action="store_true", default=None, help="start with market data paused")
     p.add_argument("--trigger-ms", type=int, help="trigger mode: quiet book, jump every N ms")
     p.add_argument("--trigger-jump-bps", type=float, help="trigger jump size in bps (default 50)")
+    p.add_argument("--okx-books-heartbeat-s", type=float,
+                   help="empty OKX books update on a quiet book every N s (default 60, 0: never)")
+    p.add_argument("--binance-ping-s", type=float, help="Binance server ping period (default 20, 0: never)")
+    p.add_argument("--binance-pong-timeout-s", type=float,
+                   help="close a Binance connection with no pong for N s after a ping (default 60, 0: never)")
     p.add_argument("--probe-file", help="append timing-probe records as JSON lines")
     p.add_argument("--ready-file", help="write the URL JSON here once listening")
     p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")

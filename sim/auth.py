@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 from functools import lru_cache
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -55,13 +56,29 @@ def ed25519_verify_b64(pub_text: str, payload: str, sig_b64: str) -> bool:
 
 
 # -- Binance ---------------------------------------------------------------
+_KEYED: dict[tuple[str, str], Any] = {}
+
+
+def keyed_hmac(secret: str, digest: str = "sha256") -> Any:
+    """An HMAC object with the key already absorbed: `.copy()` it per message (saves re-keying)."""
+    h = _KEYED.get((secret, digest))
+    if h is None:
+        if len(_KEYED) > 1024:
+            _KEYED.clear()
+        h = _KEYED[(secret, digest)] = hmac.new(secret.encode(), digestmod=digest)
+    return h
+
+
 def binance_hmac_hex(secret: str, payload: str) -> str:
-    return hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+    h = keyed_hmac(secret).copy()
+    h.update(payload.encode())
+    return h.hexdigest()
 
 
 def binance_ws_payload(params: dict) -> str:
     """WS API: every param except `signature`, sorted by key, `k=v` joined with `&`, no encoding."""
-    return "&".join(f"{k}={_ws_value(params[k])}" for k in sorted(params) if k != "signature")
+    return "&".join([k + "=" + (v if v.__class__ is str else _ws_value(v))
+                     for k in sorted(params) if k != "signature" for v in (params[k],)])
 
 
 def _ws_value(v: object) -> str:
@@ -85,7 +102,9 @@ def hmac_hex_equal(expected_hex: str, given: str) -> bool:
 
 # -- OKX -------------------------------------------------------------------
 def okx_sign(secret: str, prehash: str) -> str:
-    return base64.b64encode(hmac.new(secret.encode(), prehash.encode(), hashlib.sha256).digest()).decode()
+    h = keyed_hmac(secret).copy()
+    h.update(prehash.encode())
+    return base64.b64encode(h.digest()).decode()
 
 
 def okx_ws_login_sign(secret: str, timestamp: str) -> str:

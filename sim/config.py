@@ -49,6 +49,9 @@ class SimConfig:
     okx_require_inst_id_code: bool = True
     max_connections: int = 1000
     max_subscriptions: int = 1024
+    okx_books_heartbeat_s: float = 60.0  # a quiet OKX books channel gets an empty update this often (0: never)
+    binance_ping_s: float = 20.0  # Binance server ping period on every WS connection (0: never)
+    binance_pong_timeout_s: float = 60.0  # no pong for this long after a ping: the connection is closed (0: never)
 
     def __post_init__(self) -> None:
         if not self.accounts:
@@ -69,6 +72,9 @@ class SimConfig:
             raise ConfigError("rate must be >= 0")
         if self.depth_levels < 50:
             raise ConfigError("depth_levels must be >= 50")
+        for name in ("okx_books_heartbeat_s", "binance_ping_s", "binance_pong_timeout_s"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name} must be >= 0 (0 turns it off)")
         for f in self.faults:
             if f.get("venue") not in VENUES + ("all",):
                 raise ConfigError(f"fault venue must be one of {VENUES + ('all',)}: {f}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import json
 import logging
 import time
@@ -50,7 +51,9 @@ class Simulator:
         self.trigger_symbol: str | None = None
         self.trigger_sign = 1
         self.probe_md_records: collections.deque[dict] = collections.deque(maxlen=100_000)
-        self.probe_order_records: collections.deque[dict] = collections.deque(maxlen=100_000)
+        self.probe_order_records: collections.deque[tuple] = collections.deque(maxlen=100_000)
+        self.probe_orders_total = 0  # order records ever appended (the deque keeps the last 100k)
+        self.probe_orders_written = 0  # of those, written to the probe file
         self._probe_all = False
         self._probe_counter = 0
         self.frames_generated = 0
@@ -93,6 +96,8 @@ class Simulator:
             self.faults.add(f["venue"], f["name"], f.get("params") or {}, f.get("every_s"))
         self.started_ns = time.monotonic_ns()
         self._gen_task = self.loop.create_task(self._generate())
+        if self.cfg.okx_books_heartbeat_s > 0 or self.cfg.binance_ping_s > 0:
+            self.spawn(self._keepalive())
         if self.cfg.probe_file:
             self.spawn(self._probe_writer())
 
@@ -171,6 +176,22 @@ class Simulator:
         self.steps += 1
         return max(frames, 1)
 
+    async def _keepalive(self) -> None:
+        """OKX books heartbeats on quiet books and Binance server pings, on their own periods."""
+        hb_s, ping_s = self.cfg.okx_books_heartbeat_s, self.cfg.binance_ping_s
+        periods = [x for x in (hb_s, ping_s) if x > 0]
+        tick_s = max(0.01, min(1.0, min(periods) / 4))
+        next_ping = time.monotonic() + ping_s
+        okx, binance = self.venues["okx"], self.venues["binance"]
+        while True:
+            await asyncio.sleep(tick_s)
+            now_ns = time.monotonic_ns()
+            if hb_s > 0:
+                okx.send_heartbeats(now_ns, int(hb_s * 1e9))  # type: ignore[attr-defined]
+            if ping_s > 0 and now_ns >= next_ping * 1e9:
+                next_ping = now_ns / 1e9 + ping_s
+                binance.ping_all(now_ns, int(self.cfg.binance_pong_timeout_s * 1e9))  # type: ignore[attr-defined]
+
     def _jump(self) -> None:
         syms = [self.market.symbols[self.trigger_symbol]] if self.trigger_symbol in self.market.symbols \
             else list(self.market.symbols.values())
@@ -197,12 +218,20 @@ class Simulator:
         return rec
 
     def probe_order(self, venue: str, op: str, client_id: Any, recv_ns: int) -> None:
-        self.probe_order_records.append({"venue": venue, "op": op, "client_order_id": client_id,
-                                         "recv_ns": recv_ns})
+        # a tuple per order (dicts are made when someone asks): this runs for every request
+        self.probe_order_records.append((venue, op, client_id, recv_ns))
+        self.probe_orders_total += 1
+
+    def _order_records(self, skip_total: int = 0) -> list[dict]:
+        recs = self.probe_order_records
+        first_total = self.probe_orders_total - len(recs)  # running number of recs[0]
+        start = max(0, skip_total - first_total)
+        return [{"venue": v, "op": op, "client_order_id": cid, "recv_ns": ns}
+                for v, op, cid, ns in itertools.islice(recs, start, None)]
 
     def probe_snapshot(self, clear: bool) -> dict:
         out = {"md": [r for r in self.probe_md_records if r["send_ns"]],
-               "orders": list(self.probe_order_records), "clock": "monotonic_ns",
+               "orders": self._order_records(), "clock": "monotonic_ns",
                "now_ns": time.monotonic_ns()}
         if clear:
             self.probe_md_records.clear()
@@ -223,11 +252,9 @@ class Simulator:
                         r["_written"] = True
                         f.write(json.dumps({"type": "md", **{k: v for k, v in r.items() if k != "_written"}})
                                 + "\n")
-                for r in list(self.probe_order_records):
-                    if not r.get("_written"):
-                        r["_written"] = True
-                        f.write(json.dumps({"type": "order", **{k: v for k, v in r.items()
-                                                                 if k != "_written"}}) + "\n")
+                for r in self._order_records(self.probe_orders_written):
+                    f.write(json.dumps({"type": "order", **r}) + "\n")
+                self.probe_orders_written = self.probe_orders_total
         except OSError as e:
             log.warning("probe file %s: %s", self.cfg.probe_file, e)
 

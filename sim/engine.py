@@ -31,6 +31,9 @@ NO_LIQUIDITY = "no_liquidity"
 INVALID_AMEND = "invalid_amend"
 
 
+_OPEN = frozenset(("NEW", "PARTIALLY_FILLED"))
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -148,6 +151,7 @@ class Engine:
         self.accounts: dict[str, dict[str, list[float]]] = {}
         self.orders: dict[int, Order] = {}  # open orders by id
         self.closed: dict[int, Order] = {}  # recently closed, for queries
+        self.closed_by_client: dict[tuple[str, str], Order] = {}  # latest closed order per (key, client id)
         self.by_client: dict[tuple[str, str], Order] = {}  # open orders by (key, client id)
         self.resting: dict[str, tuple[Side, Side]] = {s: (Side(BUY), Side(SELL)) for s in books}
         self.fills: dict[str, deque[Fill]] = {}
@@ -176,6 +180,7 @@ class Engine:
             self._close(o, "CANCELED", emit=False)
         self.accounts.clear()
         self.closed.clear()
+        self.closed_by_client.clear()
         self.fills.clear()
         self.events.clear()
 
@@ -192,9 +197,8 @@ class Engine:
             o = self.by_client.get((api_key, client_id))
             if o is not None:
                 return o
-            for c in reversed(self.closed.values()):
-                if c.api_key == api_key and c.client_id == client_id:
-                    return c
+            # the most recently closed order with that id (client ids never change after close)
+            return self.closed_by_client.get((api_key, client_id))
         return None
 
     def recent_fills(self, api_key: str, symbol: str | None = None) -> list[Fill]:
@@ -208,68 +212,81 @@ class Engine:
     def place(self, o: Order) -> str:
         """Run a new order; returns "" when accepted, otherwise an engine outcome code
         (the order is then REJECTED and never entered the book)."""
-        book = self.books[o.inst.symbol]
-        acc = self.account(o.api_key)
-        if o.client_id and (o.api_key, o.client_id) in self.by_client:
+        inst = o.inst
+        book = self.books[inst.symbol]
+        api_key = o.api_key
+        acc = self.accounts.get(api_key)
+        if acc is None:
+            acc = self.account(api_key)
+        cid = o.client_id
+        if cid and (api_key, cid) in self.by_client:
             return self._reject(o, DUPLICATE_CLIENT_ID)
         market = o.order_type == "MARKET"
-        if o.post_only and not market:
-            if (o.side == BUY and book.ask_keys and o.ticks >= book.ask_keys[0]) or \
-                    (o.side == SELL and book.bid_keys and o.ticks <= -book.bid_keys[0]):
-                return self._reject(o, WOULD_TAKE)
-        # what the order could take right now
-        takes = self._plan_take(o, book)
-        # balance: lock what the whole order could cost
-        if o.side == BUY:
-            if market:
-                need = o.quote_qty if o.quote_qty else sum(t * o.inst.tick * n * o.inst.lot for t, n in takes)
-            else:
-                need = o.inst.px_float(o.ticks) * o.inst.qty_float(o.lots)
-            asset = o.inst.quote
+        side = o.side
+        ticks = o.ticks
+        if market:
+            crosses = True
+        elif side == BUY:
+            crosses = bool(book.ask_keys) and ticks >= book.ask_keys[0]
         else:
-            need = o.inst.qty_float(o.lots)
-            asset = o.inst.base
-        bal = acc.setdefault(asset, [0.0, 0.0])
+            crosses = bool(book.bid_keys) and ticks <= -book.bid_keys[0]
+        if o.post_only and not market and crosses:
+            return self._reject(o, WOULD_TAKE)
+        # what the order could take right now (nothing unless it crosses)
+        takes = self._plan_take(o, book) if crosses else []
+        # balance: lock what the whole order could cost
+        if side == BUY:
+            if market:
+                need = o.quote_qty if o.quote_qty else sum(t * inst.tick * n * inst.lot for t, n in takes)
+            else:
+                need = (ticks * inst.tick) * (o.lots * inst.lot)
+            asset = inst.quote
+        else:
+            need = o.lots * inst.lot
+            asset = inst.base
+        bal = acc.get(asset)
+        if bal is None:
+            bal = acc[asset] = [0.0, 0.0]
         if need > bal[0] + 1e-9:
             return self._reject(o, INSUFFICIENT_BALANCE)
-        take_lots = sum(n for _, n in takes)
-        if o.tif == "FOK" and take_lots < o.lots and not (market and o.quote_qty):
+        events = self.events
+        if o.tif == "FOK" and not (market and o.quote_qty) and sum(n for _, n in takes) < o.lots:
             o.status = "EXPIRED"
             o.reason = FOK_NOT_FILLED
             self._remember(o)
-            self.events.append(("new", o, None))
-            self.events.append(("expired", o, None))
+            events.append(("new", o, None))
+            events.append(("expired", o, None))
             return ""
         bal[0] -= need
         bal[1] += need
         o.locked = need
         self.orders[o.oid] = o
-        if o.client_id:
-            self.by_client[(o.api_key, o.client_id)] = o
+        if cid:
+            self.by_client[(api_key, cid)] = o
         self.stats["placed"] += 1
-        self.events.append(("new", o, None))
+        events.append(("new", o, None))
         # taker part
         for t, n in takes:
-            if market and o.quote_qty and o.side == BUY:
+            if market and o.quote_qty and side == BUY:
                 spend_left = o.locked
-                n = min(n, int(spend_left / (t * o.inst.tick * o.inst.lot) + 1e-9))
+                n = min(n, int(spend_left / (t * inst.tick * inst.lot) + 1e-9))
                 if n <= 0:
                     break
-            lvl = (book.asks if o.side == BUY else book.bids).get(t, 0)
-            if o.side == BUY:
+            lvl = (book.asks if side == BUY else book.bids).get(t, 0)
+            if side == BUY:
                 book.set_ask(t, lvl - n)
             else:
                 book.set_bid(t, lvl - n)
             self._fill(o, t, n, maker=False)
-            if not o.is_open:
+            if o.status not in _OPEN:
                 break
-        if o.is_open:
-            if market or o.tif in ("IOC", "FOK"):
+        if o.status in _OPEN:
+            if market or o.tif == "IOC" or o.tif == "FOK":
                 o.reason = IOC_REMAINDER if o.filled_lots else NO_LIQUIDITY
                 self._close(o, "EXPIRED")
             else:
-                o.queue_ahead = (book.bids if o.side == BUY else book.asks).get(o.ticks, 0)
-                self.resting[o.inst.symbol][0 if o.side == BUY else 1].add(o)
+                o.queue_ahead = (book.bids if side == BUY else book.asks).get(ticks, 0)
+                self.resting[inst.symbol][0 if side == BUY else 1].add(o)
         return ""
 
     def _plan_take(self, o: Order, book: Book) -> list[tuple[int, int]]:
@@ -301,9 +318,15 @@ class Engine:
 
     def _remember(self, o: Order) -> None:
         self.closed[o.oid] = o
+        if o.client_id:
+            self.closed_by_client[(o.api_key, o.client_id)] = o
         if len(self.closed) > 20_000:
+            cbc = self.closed_by_client
             for k in list(itertools.islice(self.closed, 5_000)):
-                del self.closed[k]
+                c = self.closed.pop(k)
+                ck = (c.api_key, c.client_id)
+                if cbc.get(ck) is c:
+                    del cbc[ck]
 
     def _fill(self, o: Order, ticks: int, lots: int, maker: bool) -> None:
         inst = o.inst
@@ -352,11 +375,14 @@ class Engine:
 
     def _close(self, o: Order, status: str, emit: bool = True) -> None:
         """Take an order off the book, release its lock, remember it."""
-        if o.oid in self.orders:
-            del self.orders[o.oid]
+        orders = self.orders
+        if o.oid in orders:
+            del orders[o.oid]
             self.resting[o.inst.symbol][0 if o.side == BUY else 1].remove(o)
-        if o.client_id and self.by_client.get((o.api_key, o.client_id)) is o:
-            del self.by_client[(o.api_key, o.client_id)]
+        if o.client_id:
+            k = (o.api_key, o.client_id)
+            if self.by_client.get(k) is o:
+                del self.by_client[k]
         if o.locked:
             acc = self.account(o.api_key)
             bal = acc[o.inst.quote if o.side == BUY else o.inst.base]
@@ -448,7 +474,8 @@ class Engine:
             if not side.keys:
                 continue
             vol = lots
-            for k in list(side.keys):
+            # only levels at or better than the trade price can be reached: a prefix of the keys
+            for k in side.keys[:bisect.bisect_right(side.keys, -t * side.sign)]:
                 ticks = -k * side.sign
                 if vol <= 0 or (ticks > t if taker == BUY else ticks < t):
                     break
@@ -471,12 +498,15 @@ class Engine:
         # displayed size shrinking at our price shortens our queue
         for side, chg in ((bids, book.chg_bids), (asks, book.chg_asks)):
             if side.keys and chg:
-                for ticks, lvl in side.levels.items():
-                    if ticks in chg:
-                        shown = chg[ticks]
-                        for o in lvl:
-                            if o.queue_ahead > shown:
-                                o.queue_ahead = shown
+                levels = side.levels
+                for ticks in (chg if len(chg) < len(levels) else list(levels)):
+                    lvl = levels.get(ticks)
+                    if lvl is None or ticks not in chg:
+                        continue
+                    shown = chg[ticks]
+                    for o in lvl:
+                        if o.queue_ahead > shown:
+                            o.queue_ahead = shown
         # the generated book moved through our price: we were hit as maker
         ba = book.ask_keys[0] if book.ask_keys else None
         while ba is not None and bids.keys and bids.best() >= ba:

@@ -63,6 +63,31 @@ def fmt_units(v: int, dec: int, pad: int | None = None) -> str:
     return "-" + out if neg else out
 
 
+def units_formatter(dec: int, pad: int | None):
+    """fmt_units(v, dec, pad) specialised for one (dec, pad): the same strings, fewer steps."""
+    if dec == 0:
+        return lambda v: fmt_units(v, dec, pad)
+    scale = 10 ** dec
+    if pad is not None:
+        pattern = "%d.%0" + str(dec) + "d" + "0" * max(0, pad - dec)
+
+        def fmt_padded(v: int) -> str:
+            if v < 0:
+                return fmt_units(v, dec, pad)
+            return pattern % divmod(v, scale)
+        return fmt_padded
+    frac = "%0" + str(dec) + "d"
+
+    def fmt_stripped(v: int) -> str:
+        if v < 0:
+            return fmt_units(v, dec, pad)
+        ip, fp = divmod(v, scale)
+        if not fp:
+            return str(ip)
+        return f"{ip}.{(frac % fp).rstrip('0')}"
+    return fmt_stripped
+
+
 class Instrument:
     """One symbol on one venue: tick/lot in exact integer units and cached string formats."""
 
@@ -92,13 +117,18 @@ class Instrument:
         self.pad = 8 if venue == "binance" else None
         self._px_cache: dict[int, str] = {}
         self._qty_cache: dict[int, str] = {}
+        self._fmt_px = units_formatter(self.px_dec, self.pad)
+        self._fmt_qty = units_formatter(self.qty_dec, self.pad)
+        self._parse_px_cache: dict[str, int | None] = {}
+        self._zero_level_cache: dict[int, str] = {}  # ticks -> '["px","0"]' (venue modules' frames)
+        self._parse_qty_cache: dict[str, int | None] = {}
 
     def px(self, ticks: int) -> str:
         s = self._px_cache.get(ticks)
         if s is None:
             if len(self._px_cache) > 200_000:
                 self._px_cache.clear()
-            s = self._px_cache[ticks] = fmt_units(ticks * self.tick_units, self.px_dec, self.pad)
+            s = self._px_cache[ticks] = self._fmt_px(ticks * self.tick_units)
         return s
 
     def qty(self, lots: int) -> str:
@@ -106,33 +136,67 @@ class Instrument:
         if s is None:
             if len(self._qty_cache) > 200_000:
                 self._qty_cache.clear()
-            s = self._qty_cache[lots] = fmt_units(lots * self.lot_units, self.qty_dec, self.pad)
+            s = self._qty_cache[lots] = self._fmt_qty(lots * self.lot_units)
         return s
 
     def parse_px(self, s: str) -> int | None:
         """Decimal string -> ticks; None when not a multiple of the tick or not a positive number."""
         try:
+            return self._parse_px_cache[s]
+        except (KeyError, TypeError):
+            pass
+        try:
             units = to_units(s.strip(), self.px_dec)
         except (ValueError, AttributeError):
             return None
-        if units <= 0 or units % self.tick_units:
-            return None
-        return units // self.tick_units
+        v = None if units <= 0 or units % self.tick_units else units // self.tick_units
+        if len(self._parse_px_cache) > 100_000:
+            self._parse_px_cache.clear()
+        self._parse_px_cache[s] = v
+        return v
 
     def parse_qty(self, s: str) -> int | None:
+        try:
+            return self._parse_qty_cache[s]
+        except (KeyError, TypeError):
+            pass
         try:
             units = to_units(s.strip(), self.qty_dec)
         except (ValueError, AttributeError):
             return None
-        if units <= 0 or units % self.lot_units:
-            return None
-        return units // self.lot_units
+        v = None if units <= 0 or units % self.lot_units else units // self.lot_units
+        if len(self._parse_qty_cache) > 100_000:
+            self._parse_qty_cache.clear()
+        self._parse_qty_cache[s] = v
+        return v
 
     def px_float(self, ticks: int) -> float:
         return ticks * self.tick
 
     def qty_float(self, lots: int) -> float:
         return lots * self.lot
+
+
+_NV_MAGICCONST = 4 * math.exp(-0.5) / math.sqrt(2.0)
+
+
+def lots_sampler(rng: random.Random, level_lots: int):
+    """max(1, int(level_lots * rng.lognormvariate(-0.5, 0.9))) with random.normalvariate's
+    algorithm inlined: the same numbers from the same seed, without three Python calls a draw."""
+    rnd = rng.random
+    log, exp = math.log, math.exp
+    nv = _NV_MAGICCONST
+
+    def rand_lots() -> int:
+        while True:
+            u1 = rnd()
+            u2 = 1.0 - rnd()
+            z = nv * (u1 - 0.5) / u2
+            if z * z / 4.0 <= -log(u2):
+                break
+        v = int(level_lots * exp(-0.5 + z * 0.9))
+        return v if v > 1 else 1
+    return rand_lots
 
 
 def parse_decimal(s: object) -> float | None:
@@ -168,9 +232,15 @@ class Book:
         self.top_changed = False
         self.steps = 0
         self.sweep_overflow: dict[tuple[int, int], int] = {}  # (maker side, ticks) -> lots beyond displayed
+        self._rand_lots = lots_sampler(rng, self.inst.level_lots)
+        # when a consumer asks for it (OKX checksum), every key touched since it last looked:
+        # bids as -ticks, asks as +ticks (the bid_keys / ask_keys convention)
+        self.dirty: set[int] | None = None
 
     # -- levels -----------------------------------------------------------
     def set_bid(self, t: int, lots: int) -> None:
+        if self.dirty is not None:
+            self.dirty.add(-t)
         if lots > 0:
             if t not in self.bids:
                 bisect.insort(self.bid_keys, -t)
@@ -184,6 +254,8 @@ class Book:
         self.chg_bids[t] = lots
 
     def set_ask(self, t: int, lots: int) -> None:
+        if self.dirty is not None:
+            self.dirty.add(t)
         if lots > 0:
             if t not in self.asks:
                 bisect.insort(self.ask_keys, t)
@@ -211,8 +283,7 @@ class Book:
         return [(k, a[k]) for k in self.ask_keys[:n]]
 
     def rand_lots(self) -> int:
-        r = self.rng
-        return max(1, int(self.inst.level_lots * r.lognormvariate(-0.5, 0.9)))
+        return self._rand_lots()  # max(1, int(level_lots * lognormvariate(-0.5, 0.9)))
 
     # -- generation -------------------------------------------------------
     def seed_levels(self, mid_px: float) -> None:
@@ -243,45 +314,69 @@ class Book:
         self.sweep_overflow.clear()
 
     def step(self, mid_px: float, trade_rate: float, noise: bool = True) -> None:
-        """Move the book toward mid_px, change a few levels, print Poisson trades."""
-        r = self.rng
+        """Move the book toward mid_px, change a few levels, print Poisson trades.
+
+        Hot: written with locals and inlined helpers, but it draws from the RNG in exactly the
+        order of the straightforward version, so a seed gives the same frames as before."""
+        rnd = self.rng.random
+        bk, ak = self.bid_keys, self.ask_keys
+        bids, asks = self.bids, self.asks
+        chg_b, chg_a = self.chg_bids, self.chg_asks
+        set_bid, set_ask, rand_lots = self.set_bid, self.set_ask, self._rand_lots
         mid_t = mid_px / self.inst.tick
-        spread = 1 + (r.random() < 0.25) + (r.random() < 0.1)
+        spread = 1 + (rnd() < 0.25) + (rnd() < 0.1)
         tb = math.floor(mid_t - spread / 2.0)
         ta = tb + spread
         # levels the new top crosses are gone
-        while self.bid_keys and -self.bid_keys[0] > tb:
-            self.set_bid(-self.bid_keys[0], 0)
-        while self.ask_keys and self.ask_keys[0] < ta:
-            self.set_ask(self.ask_keys[0], 0)
-        if not self.bid_keys or -self.bid_keys[0] < tb - 2 or (noise and r.random() < 0.2
-                                                              and -self.bid_keys[0] < tb):
-            self.set_bid(tb, self.rand_lots())
-        if not self.ask_keys or self.ask_keys[0] > ta + 2 or (noise and r.random() < 0.2
-                                                             and self.ask_keys[0] > ta):
-            self.set_ask(ta, self.rand_lots())
+        dirty = self.dirty
+        while bk and -bk[0] > tb:
+            t = -bk[0]
+            del bids[t]
+            del bk[0]
+            chg_b[t] = 0
+            if dirty is not None:
+                dirty.add(-t)
+        while ak and ak[0] < ta:
+            t = ak[0]
+            del asks[t]
+            del ak[0]
+            chg_a[t] = 0
+            if dirty is not None:
+                dirty.add(t)
+        if not bk or -bk[0] < tb - 2 or (noise and rnd() < 0.2 and -bk[0] < tb):
+            set_bid(tb, rand_lots())
+        if not ak or ak[0] > ta + 2 or (noise and rnd() < 0.2 and ak[0] > ta):
+            set_ask(ta, rand_lots())
         if noise:
-            for _ in range(1 + (r.random() < 0.5) + (r.random() < 0.25)):
-                i = min(int(r.expovariate(0.15)), self.depth - 1)
-                if r.random() < 0.5:
-                    if i < len(self.bid_keys):
-                        t = -self.bid_keys[i]
-                        self.set_bid(t, 0 if (i > 0 and r.random() < 0.15) else self.rand_lots())
-                elif i < len(self.ask_keys):
-                    t = self.ask_keys[i]
-                    self.set_ask(t, 0 if (i > 0 and r.random() < 0.15) else self.rand_lots())
+            last = self.depth - 1
+            log = math.log
+            for _ in range(1 + (rnd() < 0.5) + (rnd() < 0.25)):
+                i = int(-log(1.0 - rnd()) / 0.15)  # random.expovariate(0.15), inlined
+                if i > last:
+                    i = last
+                if rnd() < 0.5:
+                    if i < len(bk):
+                        t = -bk[i]
+                        set_bid(t, 0 if (i > 0 and rnd() < 0.15) else rand_lots())
+                elif i < len(ak):
+                    t = ak[i]
+                    set_ask(t, 0 if (i > 0 and rnd() < 0.15) else rand_lots())
             # Poisson trade arrivals
             n = 0
             if trade_rate > 0:
                 lim = math.exp(-trade_rate)
-                p = r.random()
+                p = rnd()
                 while p > lim and n < 8:
                     n += 1
-                    p *= r.random()
+                    p *= rnd()
             for _ in range(n):
-                self.print_trade(1 if r.random() < 0.5 else -1)
-        self._keep_depth()
-        top = self.top()
+                self.print_trade(1 if rnd() < 0.5 else -1)
+        d = self.depth
+        if len(bk) < d + 5 or len(ak) < d + 5 or len(bk) > d + 20 or len(ak) > d + 20:
+            self._keep_depth()
+        bb = -bk[0] if bk else 0
+        ba = ak[0] if ak else 0
+        top = (bb, bids.get(bb, 0), ba, asks.get(ba, 0))
         self.top_changed = top != self.last_top
         self.last_top = top
         self.steps += 1

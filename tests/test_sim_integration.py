@@ -703,3 +703,39 @@ def test_same_seed_same_frames():
     a, b = _frames(11), _frames(11)
     assert a == b
     assert _frames(12) != a
+
+
+# -- keep-alives ---------------------------------------------------------------------------------------
+def test_okx_books_heartbeat_on_quiet_book():
+    with run_sim(symbols=["BTC-USDT"], seed=3, paused=True, okx_books_heartbeat_s=0.5) as s, \
+            ws(s.urls["okx"]["ws_public"]) as o:
+        o.send_json({"op": "subscribe", "args": [{"channel": "books", "instId": "BTC-USDT"}]})
+        snap = o.recv_until(lambda m: m.get("action") == "snapshot")["data"][0]
+        hb = o.recv_until(lambda m: m.get("action") == "update", timeout_s=20)["data"][0]
+        assert hb["asks"] == [] and hb["bids"] == []
+        assert hb["seqId"] == hb["prevSeqId"] == snap["seqId"]
+        assert hb["checksum"] == snap["checksum"]  # the book did not change
+        hb2 = o.recv_until(lambda m: m.get("action") == "update", timeout_s=20)["data"][0]
+        assert hb2["seqId"] == hb2["prevSeqId"] == snap["seqId"]
+
+
+def test_binance_server_ping_and_pong_timeout():
+    with run_sim(symbols=["BTC-USDT"], seed=3, paused=True, binance_ping_s=0.3, binance_pong_timeout_s=1.5) as s:
+        quiet = ws(s.urls["binance"]["ws"] + "/btcusdt@trade")  # never reads, so never pongs
+        with ws(s.urls["binance"]["ws"] + "/btcusdt@trade") as c:
+            op, _payload = c.recv_frame(timeout_s=10)
+            assert op == 0x9  # a server ping
+            c.send_raw(_payload, 0xA)
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:  # recv() answers each ping with a pong
+                try:
+                    c.recv(timeout_s=0.2)
+                except TimeoutError:
+                    pass
+            c.send_json({"method": "LIST_SUBSCRIPTIONS", "id": 7})
+            assert c.recv_until(lambda m: m.get("id") == 7)["result"] == ["btcusdt@trade"]
+        with pytest.raises(WsClosed):
+            while True:
+                quiet.recv(timeout_s=10)
+        assert quiet.close_code == 1008
+        quiet.close()

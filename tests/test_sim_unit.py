@@ -280,3 +280,77 @@ def test_fees_and_balances():
     assert acc["BTC"][0] == pytest.approx(100 + 0.01 - 0.00001)
     assert acc["USDT"][0] == pytest.approx(1_000_000 - 10.0001)
     assert acc["USDT"][1] == pytest.approx(0.0)
+
+
+# -- hot-path helpers agree with the straightforward versions --------------------------------
+def test_units_formatter_matches_fmt_units():
+    import random
+
+    from sim.market import units_formatter
+
+    rng = random.Random(4)
+    for dec in range(0, 10):
+        for pad in (None, 8, 2, dec):
+            f = units_formatter(dec, pad)
+            for v in [0, 1, 5, 10, 99, 100, 101, 12345678, 10**12 + 7, -5, -123456] + \
+                    [rng.randrange(10**14) for _ in range(300)]:
+                assert f(v) == fmt_units(v, dec, pad)
+
+
+def test_lots_sampler_draws_like_lognormvariate():
+    import random
+
+    from sim.market import lots_sampler
+
+    a, b = random.Random(9), random.Random(9)
+    draw = lots_sampler(b, 40_000_000)
+    for _ in range(20_000):
+        assert draw() == max(1, int(40_000_000 * a.lognormvariate(-0.5, 0.9)))
+    assert a.random() == b.random()  # same number of draws consumed
+
+
+def test_okx_incremental_checksum_equals_full_recompute():
+    """The books checksum is kept from per-level strings refreshed where the book changed,
+    including changes our own taker orders make between generator steps."""
+    from sim import SimConfig, Simulator
+
+    sim = Simulator(SimConfig(symbols=["BTC-USDT", "ETH-USDT"], seed=4, port_base=0))
+    app, eng = sim.venues["okx"], sim.engines["okx"]
+
+    def full(book):
+        inst = book.inst
+        return checksum_of([(inst.px(t), inst.qty(q)) for t, q in book.top_bids(25)],
+                           [(inst.px(t), inst.qty(q)) for t, q in book.top_asks(25)])
+
+    sts = list(sim.market.symbols.values())
+    for i in range(600):
+        st = sts[i % 2]
+        sim.market.advance_fair(st)
+        book = st.books["okx"]
+        book.begin_step()
+        book.step(sim.market.venue_mid(st, "okx"), sim.market.trade_rate)
+        if i % 7 == 3:  # a taker order eats displayed levels between steps
+            side = BUY if i % 2 else SELL
+            ticks = book.best_ask() + 2 if side == BUY else book.best_bid() - 2
+            o = eng.new_order("k", book.inst, side, ticks, book.inst.min_lots * 50, "IOC", False, "")
+            eng.place(o)
+        assert app.checksum(book) == full(book)
+
+
+def test_engine_finds_latest_closed_order_by_client_id():
+    eng, _book = _engine()
+    first, _ = _place(eng, BUY, 99000, 10, cid="same")
+    eng.cancel(first)
+    second, _ = _place(eng, BUY, 99001, 10, cid="same")
+    eng.cancel(second)
+    assert eng.find("k", client_id="same") is second
+    assert eng.find("k", client_id="never") is None
+    assert eng.find("other", client_id="same") is None
+
+
+def test_engine_many_resting_orders_trade_reaches_only_its_prefix():
+    eng, book = _engine()
+    far = [_place(eng, BUY, 90000 - i, 1)[0] for i in range(500)]
+    near, _ = _place(eng, BUY, 99990, 100)
+    _trade(book, eng, SELL, 99980, 50)
+    assert near.filled_lots == 50 and all(o.filled_lots == 0 for o in far)

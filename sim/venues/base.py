@@ -19,6 +19,25 @@ if TYPE_CHECKING:
 MAX_SUBS_PER_CONN = 1024
 
 
+def pair_levels(inst: Instrument, levels: Any) -> str:
+    """`["px","qty"],...` for (ticks, lots) pairs, from the instrument's string caches
+    (a removed level's whole fragment is cached: they come back on every book move)."""
+    pxc, qc, px, qty = inst._px_cache, inst._qty_cache, inst.px, inst.qty
+    zf = inst._zero_level_cache
+    out = []
+    for t, q in levels:
+        if q:
+            out.append(f'["{pxc.get(t) or px(t)}","{qc.get(q) or qty(q)}"]')
+        else:
+            f = zf.get(t)
+            if f is None:
+                if len(zf) > 100_000:
+                    zf.clear()
+                f = zf[t] = f'["{px(t)}","{qty(0)}"]'
+            out.append(f)
+    return ",".join(out)
+
+
 class VenueSession(WsSession):
     kind = "md"
 

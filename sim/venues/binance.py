@@ -25,8 +25,8 @@ from sim.engine import (
     Order,
 )
 from sim.market import Book, Instrument
-from sim.server import Request, Response, text_frame
-from sim.venues.base import VenueApp, VenueSession
+from sim.server import OP_PING, Request, Response, encode_frame, text_frame
+from sim.venues.base import VenueApp, VenueSession, pair_levels
 
 CLIENT_ID_RE = re.compile(r"^[a-zA-Z0-9-_]{1,36}$")
 DECIMAL_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
@@ -38,6 +38,10 @@ RATE_LIMITS = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "interv
                {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 300000}]
 WS_RATE_LIMITS = [{"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 50, "count": 1},
                   {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 160000, "count": 1}]
+
+_DECIMALS_SEEN: set[str] = set()  # strings DECIMAL_RE accepted (clients repeat prices and sizes)
+_RATE_LIMITS_TAIL = b',"rateLimits":' + orjson.dumps(WS_RATE_LIMITS) + b"}"
+_PLAIN_ID = re.compile(r"^[a-zA-Z0-9._:-]{0,36}$").match  # ids that need no JSON escaping
 
 
 class BinanceError(Exception):
@@ -189,6 +193,11 @@ class ApiSession(VenueSession):
         self.bapp.reply(self, orjson.dumps({"id": rid, "status": 200, "result": result,
                                             "rateLimits": WS_RATE_LIMITS}))
 
+    def ok_raw(self, rid: Any, result_json: bytes) -> None:
+        """ok() for a result that is already JSON: the same bytes, without a dict round trip."""
+        rid_json = b'"' + rid.encode() + b'"' if rid.__class__ is str and _PLAIN_ID(rid) else orjson.dumps(rid)
+        self.bapp.reply(self, b'{"id":' + rid_json + b',"status":200,"result":' + result_json + _RATE_LIMITS_TAIL)
+
 
 class BinanceApp(VenueApp):
     name = "binance"
@@ -198,6 +207,8 @@ class BinanceApp(VenueApp):
         self.lower = {inst.venue_symbol.lower(): inst for inst in self.instruments.values()}
         self.user_streams: dict[str, list[tuple[ApiSession, int]]] = {}
         self._anon = itertools.count(1)
+        self._keys: dict[str, tuple[str, ...]] = {}
+        self._ws_handlers = self._ws_handler_table()
 
     def reset(self) -> None:
         pass
@@ -230,8 +241,13 @@ class BinanceApp(VenueApp):
     # -- market data ----------------------------------------------------------
     def publish(self, symbol: str, book: Book, probe: bool) -> int:
         inst = book.inst
-        ls = inst.venue_symbol.lower()
         vs = inst.venue_symbol
+        keys = self._keys.get(vs)
+        if keys is None:
+            ls = vs.lower()
+            keys = self._keys[vs] = (ls + "@depth", ls + "@depth@100ms", ls + "@bookTicker", ls + "@trade",
+                                     ls + "@aggTrade")
+        k1, k2, kt, k, ka = keys
         subs = self.subs
         frames = 0
         e_ms = 0
@@ -243,28 +259,24 @@ class BinanceApp(VenueApp):
             first = book.update_id + 1
             book.update_id += n
             frames += 1
-            k1, k2 = ls + "@depth", ls + "@depth@100ms"
             if k1 in subs or k2 in subs:
                 e_ms = ms()
-                px, qty = inst.px, inst.qty
-                b = ",".join(f'["{px(t)}","{qty(q)}"]' for t, q in book.chg_bids.items())
-                a = ",".join(f'["{px(t)}","{qty(q)}"]' for t, q in book.chg_asks.items())
                 raw = (f'{{"e":"depthUpdate","E":{e_ms},"s":"{vs}","U":{first},"u":{book.update_id},'
-                       f'"b":[{b}],"a":[{a}]}}')
+                       f'"b":[{pair_levels(inst, book.chg_bids.items())}],'
+                       f'"a":[{pair_levels(inst, book.chg_asks.items())}]}}')
                 rec = self.probe_record(symbol, "depthUpdate", book.update_id) if probe else None
                 self._send(k1, raw, rec)
                 self._send(k2, raw, rec)
         if book.top_changed:
             frames += 1
-            k = ls + "@bookTicker"
-            if k in subs:
+            if kt in subs:
                 bb, bq, ba, aq = book.last_top
-                raw = (f'{{"u":{book.update_id},"s":"{vs}","b":"{inst.px(bb)}","B":"{inst.qty(bq)}",'
-                       f'"a":"{inst.px(ba)}","A":"{inst.qty(aq)}"}}')
-                self._send(k, raw, self.probe_record(symbol, "bookTicker", book.update_id) if probe else None)
+                pxc, qc, px, qty = inst._px_cache, inst._qty_cache, inst.px, inst.qty
+                raw = (f'{{"u":{book.update_id},"s":"{vs}","b":"{pxc.get(bb) or px(bb)}",'
+                       f'"B":"{qc.get(bq) or qty(bq)}","a":"{pxc.get(ba) or px(ba)}","A":"{qc.get(aq) or qty(aq)}"}}')
+                self._send(kt, raw, self.probe_record(symbol, "bookTicker", book.update_id) if probe else None)
         if book.trades:
             frames += len(book.trades)
-            k, ka = ls + "@trade", ls + "@aggTrade"
             if k in subs or ka in subs:
                 e_ms = e_ms or ms()
                 for taker, t, lots, tid in book.trades:
@@ -294,6 +306,22 @@ class BinanceApp(VenueApp):
                 if plain is None:
                     plain = text_frame(raw)
                 s.conn.send_md(plain, probe)
+
+    def ping_all(self, now_ns: int, pong_timeout_ns: int) -> int:
+        """Binance pings every connection periodically; one that has not answered a ping for
+        pong_timeout_ns is disconnected. Returns the number of pings sent."""
+        n = 0
+        for c in list(self.server.conns):
+            if c.ws is None or c.closed or c.close_sent:
+                continue
+            if pong_timeout_ns and c.ping_sent_ns and now_ns - c.ping_sent_ns >= pong_timeout_ns:
+                c.close(1008, "pong timeout")
+                continue
+            c.send_now(encode_frame(b"", OP_PING))
+            if not c.ping_sent_ns:
+                c.ping_sent_ns = now_ns
+            n += 1
+        return n
 
     def shutdown_frame(self, conn: Any) -> str:
         ev = f'{{"e":"serverShutdown","E":{ms()}}}'
@@ -332,6 +360,25 @@ class BinanceApp(VenueApp):
                           for f in o.extra.get("fills", ())]
         return r
 
+    def order_result_json(self, o: Order, resp_type: str = "RESULT") -> bytes:
+        """orjson.dumps(order_result(o, resp_type)), formatted directly (the order-entry hot path).
+        Only for orders built by build_order: symbol and client id need no escaping."""
+        inst = o.inst
+        if resp_type == "ACK":
+            return (f'{{"symbol":"{inst.venue_symbol}","orderId":{o.oid},"orderListId":-1,'
+                    f'"clientOrderId":"{o.client_id}","transactTime":{o.update_ms}}}').encode()
+        body = (f'{{"symbol":"{inst.venue_symbol}","orderId":{o.oid},"orderListId":-1,"clientOrderId":"{o.client_id}",'
+                f'"transactTime":{o.update_ms},"price":"{inst.px(o.ticks)}","origQty":"{inst.qty(o.lots)}",'
+                f'"executedQty":"{inst.qty(o.filled_lots)}","origQuoteOrderQty":"{o.quote_qty:.8f}",'
+                f'"cummulativeQuoteQty":"{o.cum_quote:.8f}","status":"{o.status}","timeInForce":"{o.tif}",'
+                f'"type":"{o.order_type}","side":"{"BUY" if o.side == BUY else "SELL"}",'
+                f'"workingTime":{o.working_ms},"selfTradePreventionMode":"EXPIRE_MAKER"').encode()
+        if resp_type == "FULL":
+            fills = [{"price": inst.px(f.ticks), "qty": inst.qty(f.lots), "commission": f"{f.fee:.8f}",
+                      "commissionAsset": f.fee_asset, "tradeId": f.trade_id} for f in o.extra.get("fills", ())]
+            return body + b',"fills":' + orjson.dumps(fills) + b"}"
+        return body + b"}"
+
     def cancel_result(self, o: Order) -> dict:
         inst = o.inst
         return {"symbol": inst.venue_symbol, "origClientOrderId": o.orig_client_id or o.client_id,
@@ -345,6 +392,14 @@ class BinanceApp(VenueApp):
     # -- auth ------------------------------------------------------------------------
     def check_ts(self, params: dict) -> None:
         ts = params.get("timestamp")
+        if ts.__class__ is int and "recvWindow" not in params:  # the common request: integer ms, default window
+            now_us = time.time_ns() // 1000
+            ts_us = ts * 1000 if ts < 10**14 else ts
+            if ts_us >= now_us + 1_000_000:
+                raise BinanceError(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+            if now_us - ts_us > 5_000_000:
+                raise BinanceError(-1021, "Timestamp for this request is outside of the recvWindow.")
+            return
         if ts is None or ts == "":
             raise mandatory("timestamp")
         try:
@@ -397,111 +452,136 @@ class BinanceApp(VenueApp):
 
     # -- WS API -------------------------------------------------------------------------
     def ws_api(self, sess: ApiSession, rid: Any, method: Any, params: dict, recv_ns: int) -> None:
-        if method == "ping":
-            sess.ok(rid, {})
-        elif method == "time":
-            sess.ok(rid, {"serverTime": ms()})
-        elif method == "exchangeInfo":
-            sess.ok(rid, self.exchange_info(None))
-        elif method == "depth":
-            inst = self.symbol_param(params)
-            sess.ok(rid, self.depth_snapshot(inst, params.get("limit", 100)))
-        elif method == "session.logon":
-            api_key = self.ws_auth(sess, params)
-            sess.api_key = api_key
-            sess.authorized_ms = ms()
-            sess.ok(rid, self.session_status(sess))
-        elif method == "session.status":
-            sess.ok(rid, self.session_status(sess))
-        elif method == "session.logout":
-            sess.api_key = None
-            sess.authorized_ms = 0
-            sess.ok(rid, self.session_status(sess))
-        elif method in ("order.place", "order.test"):
-            self.note_order(method, params.get("newClientOrderId"), recv_ns)
-            if self.rate_limited():
-                raise BinanceError(-1015, "Too many new orders; current limit is 50 orders per 10 SECOND.", 429)
-            key = self.ws_auth(sess, params)
-            o, resp_type = self.build_order(key, params)
-            if method == "order.test":
-                sess.ok(rid, {})
-                return
-            self.run_place(o)
-            sess.ok(rid, self.order_result(o, resp_type))
-            self.stats["orders_acked"] += 1
-            self.dispatch_events()
-        elif method == "order.cancel":
-            self.note_order(method, params.get("origClientOrderId") or params.get("orderId"), recv_ns)
-            if self.rate_limited():
-                raise BinanceError(-1015, "Too many new orders; current limit is 50 orders per 10 SECOND.", 429)
-            key = self.ws_auth(sess, params)
-            o = self.cancel_from_params(key, params)
-            sess.ok(rid, self.cancel_result(o))
-            self.stats["orders_acked"] += 1
-            self.dispatch_events()
-        elif method == "order.cancelReplace":
-            self.note_order(method, params.get("newClientOrderId"), recv_ns)
-            if self.rate_limited():
-                raise BinanceError(-1015, "Too many new orders; current limit is 50 orders per 10 SECOND.", 429)
-            key = self.ws_auth(sess, params)
-            sess.ok(rid, self.cancel_replace(key, params))
-            self.stats["orders_acked"] += 1
-            self.dispatch_events()
-        elif method == "order.amend.keepPriority":
-            self.note_order(method, params.get("origClientOrderId") or params.get("orderId"), recv_ns)
-            if self.rate_limited():
-                raise BinanceError(-1015, "Too many new orders; current limit is 50 orders per 10 SECOND.", 429)
-            key = self.ws_auth(sess, params)
-            sess.ok(rid, self.amend_keep_priority(key, params))
-            self.stats["orders_acked"] += 1
-            self.dispatch_events()
-        elif method == "order.status":
-            key = self.ws_auth(sess, params)
-            inst = self.symbol_param(params)
-            o = self.find_order(key, params, "origClientOrderId")
-            if o is None or o.inst is not inst:
-                raise BinanceError(-2013, "Order does not exist.")
-            sess.ok(rid, self.order_view(o))
-        elif method == "openOrders.status":
-            key = self.ws_auth(sess, params)
-            sym = self.symbol_param(params).symbol if params.get("symbol") else None
-            sess.ok(rid, [self.order_view(o) for o in self.engine.open_orders(key, sym)])
-        elif method == "openOrders.cancelAll":
-            self.note_order(method, None, recv_ns)
-            key = self.ws_auth(sess, params)
-            inst = self.symbol_param(params)
-            done = self.engine.cancel_all(key, inst.symbol)
-            if not done:
-                raise BinanceError(-2011, "Unknown order sent.")
-            sess.ok(rid, [self.cancel_result(o) for o in done])
-            self.dispatch_events()
-        elif method == "account.status":
-            key = self.ws_auth(sess, params)
-            sess.ok(rid, self.account_info(key))
-        elif method in ("userDataStream.subscribe", "userDataStream.subscribe.signature"):
-            if method == "userDataStream.subscribe.signature":
-                key = self.ws_auth(sess, params)
-            else:
-                if sess.api_key is None:
-                    raise BinanceError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
-                key = sess.api_key
-            sub_id = sess.next_sub_id
-            sess.next_sub_id += 1
-            sess.user_sub_ids.append(sub_id)
-            self.user_streams.setdefault(key, []).append((sess, sub_id))
-            sess.ok(rid, {"subscriptionId": sub_id})
-        elif method == "userDataStream.unsubscribe":
-            sub = params.get("subscriptionId")
-            streams = [(s, i) for lst in self.user_streams.values() for s, i in lst if s is sess]
-            if sub is not None and not any(i == sub for _, i in streams):
-                raise BinanceError(-2035, "User Data Stream subscription not active.")
-            for lst in self.user_streams.values():
-                lst[:] = [(s, i) for s, i in lst if not (s is sess and (sub is None or i == sub))]
-            sess.ok(rid, {})
-        else:
+        h = self._ws_handlers.get(method) if method.__class__ is str else None
+        if h is None:
             raise BinanceError(-1102 if method is None else -1020,
                                "Mandatory parameter 'method' was not sent, was empty/null, or malformed."
                                if method is None else "This operation is not supported.")
+        h(sess, rid, method, params, recv_ns)
+
+    def _ws_handler_table(self) -> dict[str, Any]:
+        return {"ping": lambda sess, rid, *_: sess.ok(rid, {}),
+                "time": lambda sess, rid, *_: sess.ok(rid, {"serverTime": ms()}),
+                "exchangeInfo": lambda sess, rid, *_: sess.ok(rid, self.exchange_info(None)),
+                "depth": self._ws_depth, "session.logon": self._ws_logon,
+                "session.status": lambda sess, rid, *_: sess.ok(rid, self.session_status(sess)),
+                "session.logout": self._ws_logout, "order.place": self._ws_place, "order.test": self._ws_place,
+                "order.cancel": self._ws_cancel, "order.cancelReplace": self._ws_cancel_replace,
+                "order.amend.keepPriority": self._ws_amend, "order.status": self._ws_status,
+                "openOrders.status": self._ws_open_orders, "openOrders.cancelAll": self._ws_cancel_all,
+                "account.status": self._ws_account, "userDataStream.subscribe": self._ws_uds_subscribe,
+                "userDataStream.subscribe.signature": self._ws_uds_subscribe,
+                "userDataStream.unsubscribe": self._ws_uds_unsubscribe}
+
+    def _too_many(self) -> BinanceError:
+        return BinanceError(-1015, "Too many new orders; current limit is 50 orders per 10 SECOND.", 429)
+
+    def _ws_depth(self, sess: ApiSession, rid: Any, method: str, params: dict, recv_ns: int) -> None:
+        inst = self.symbol_param(params)
+        sess.ok(rid, self.depth_snapshot(inst, params.get("limit", 100)))
+
+    def _ws_logon(self, sess: ApiSession, rid: Any, method: str, params: dict, recv_ns: int) -> None:
+        api_key = self.ws_auth(sess, params)
+        sess.api_key = api_key
+        sess.authorized_ms = ms()
+        sess.ok(rid, self.session_status(sess))
+
+    def _ws_logout(self, sess: ApiSession, rid: Any, method: str, params: dict, recv_ns: int) -> None:
+        sess.api_key = None
+        sess.authorized_ms = 0
+        sess.ok(rid, self.session_status(sess))
+
+    def _ws_place(self, sess: ApiSession, rid: Any, method: str, params: dict, recv_ns: int) -> None:
+        self.note_order(method, params.get("newClientOrderId"), recv_ns)
+        if (self.rate_limit_count or self.rate_limit_until_ns) and self.rate_limited():
+            raise self._too_many()
+        key = self.ws_auth(sess, params)
+        o, resp_type = self.build_order(key, params)
+        if method == "order.test":
+            sess.ok(rid, {})
+            return
+        self.run_place(o)
+        sess.ok_raw(rid, self.order_result_json(o, resp_type))
+        self.stats["orders_acked"] += 1
+        if self.engine.events:
+            self.dispatch_events()
+
+    def _ws_cancel(self, sess: ApiSession, rid: Any, method: str, params: dict, recv_ns: int) -> None:
+        self.note_order(method, params.get("origClientOrderId") or params.get("orderId"), recv_ns)
+        if (self.rate_limit_count or self.rate_limit_until_ns) and self.rate_limited():
+            raise self._too_many()
+        key = self.ws_auth(sess, params)
+        o = self.cancel_from_params(key, params)
+        sess.ok(rid, self.cancel_result(o))
+        self.stats["orders_acked"] += 1
+        self.dispatch_events()
+
+    def _ws_cancel_replace(self, sess: ApiSession, rid: Any, method: str, params: dict, recv_ns: int) -> None:
+        self.note_order(method, params.get("newClientOrderId"), recv_ns)
+        if self.rate_limited():
+            raise self._too_many()
+        key = self.ws_auth(sess, params)
+        sess.ok(rid, self.cancel_replace(key, params))
+        self.stats["orders_acked"] += 1
+        self.dispatch_events()
+
+    def _ws_amend(self, sess: ApiSession, rid: Any, method: str, params: dict, recv_ns: int) -> None:
+        self.note_order(method, params.get("origClientOrderId") or params.get("orderId"), recv_ns)
+        if self.rate_limited():
+            raise self._too_many()
+        key = self.ws_auth(sess, params)
+        sess.ok(rid, self.amend_keep_priority(key, params))
+        self.stats["orders_acked"] += 1
+        self.dispatch_events()
+
+    def _ws_status(self, sess: ApiSession, rid: Any, method: str, params: dict, recv_ns: int) -> None:
+        key = self.ws_auth(sess, params)
+        inst = self.symbol_param(params)
+        o = self.find_order(key, params, "origClientOrderId")
+        if o is None or o.inst is not inst:
+            raise BinanceError(-2013, "Order does not exist.")
+        sess.ok(rid, self.order_view(o))
+
+    def _ws_open_orders(self, sess: ApiSession, rid: Any, method: str, params: dict, recv_ns: int) -> None:
+        key = self.ws_auth(sess, params)
+        sym = self.symbol_param(params).symbol if params.get("symbol") else None
+        sess.ok(rid, [self.order_view(o) for o in self.engine.open_orders(key, sym)])
+
+    def _ws_cancel_all(self, sess: ApiSession, rid: Any, method: str, params: dict, recv_ns: int) -> None:
+        self.note_order(method, None, recv_ns)
+        key = self.ws_auth(sess, params)
+        inst = self.symbol_param(params)
+        done = self.engine.cancel_all(key, inst.symbol)
+        if not done:
+            raise BinanceError(-2011, "Unknown order sent.")
+        sess.ok(rid, [self.cancel_result(o) for o in done])
+        self.dispatch_events()
+
+    def _ws_account(self, sess: ApiSession, rid: Any, method: str, params: dict, recv_ns: int) -> None:
+        key = self.ws_auth(sess, params)
+        sess.ok(rid, self.account_info(key))
+
+    def _ws_uds_subscribe(self, sess: ApiSession, rid: Any, method: str, params: dict, recv_ns: int) -> None:
+        if method == "userDataStream.subscribe.signature":
+            key = self.ws_auth(sess, params)
+        else:
+            if sess.api_key is None:
+                raise BinanceError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+            key = sess.api_key
+        sub_id = sess.next_sub_id
+        sess.next_sub_id += 1
+        sess.user_sub_ids.append(sub_id)
+        self.user_streams.setdefault(key, []).append((sess, sub_id))
+        sess.ok(rid, {"subscriptionId": sub_id})
+
+    def _ws_uds_unsubscribe(self, sess: ApiSession, rid: Any, method: str, params: dict, recv_ns: int) -> None:
+        sub = params.get("subscriptionId")
+        streams = [(s, i) for lst in self.user_streams.values() for s, i in lst if s is sess]
+        if sub is not None and not any(i == sub for _, i in streams):
+            raise BinanceError(-2035, "User Data Stream subscription not active.")
+        for lst in self.user_streams.values():
+            lst[:] = [(s, i) for s, i in lst if not (s is sess and (sub is None or i == sub))]
+        sess.ok(rid, {})
 
     def session_status(self, sess: ApiSession) -> dict:
         return {"apiKey": sess.api_key, "authorizedSince": sess.authorized_ms or None,
@@ -532,9 +612,14 @@ class BinanceApp(VenueApp):
             raise BinanceError(-1100, f"Illegal characters found in parameter '{name}'; legal range is "
                                       "'^([0-9]{1,20})(\\.[0-9]{1,20})?$'.")
         s = v if isinstance(v, str) else repr(v)
+        if s in _DECIMALS_SEEN:
+            return s
         if not DECIMAL_RE.match(s):
             raise BinanceError(-1100, f"Illegal characters found in parameter '{name}'; legal range is "
                                       "'^([0-9]{1,20})(\\.[0-9]{1,20})?$'.")
+        if len(_DECIMALS_SEEN) > 100_000:
+            _DECIMALS_SEEN.clear()
+        _DECIMALS_SEEN.add(s)
         return s
 
     def build_order(self, key: str, params: dict) -> tuple[Order, str]:
@@ -560,7 +645,8 @@ class BinanceApp(VenueApp):
         cid = params.get("newClientOrderId")
         if cid is None or cid == "":
             cid = "sim" + str(next(self._anon))
-        elif not isinstance(cid, str) or not CLIENT_ID_RE.match(cid):
+        elif not isinstance(cid, str) or not (len(cid) <= 36 and cid.isascii() and cid.isalnum()) \
+                and not CLIENT_ID_RE.match(cid):
             raise BinanceError(-1100, "Illegal characters found in parameter 'newClientOrderId'; legal range "
                                       "is '^[a-zA-Z0-9-_]{1,36}$'.")
         resp_type = params.get("newOrderRespType") or "FULL"

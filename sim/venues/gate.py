@@ -18,7 +18,7 @@ from sim import auth
 from sim.engine import BUY, DUPLICATE_CLIENT_ID, INSUFFICIENT_BALANCE, INVALID_AMEND, SELL, WOULD_TAKE, Order
 from sim.market import Book, Instrument
 from sim.server import Request, Response, text_frame
-from sim.venues.base import VenueApp, VenueSession
+from sim.venues.base import VenueApp, VenueSession, pair_levels
 
 TEXT_RE = re.compile(r"^t-[0-9A-Za-z_.-]{1,28}$")
 PUBLIC = ("spot.book_ticker", "spot.order_book_update", "spot.trades")
@@ -117,6 +117,7 @@ class GateApp(VenueApp):
         self.countdowns: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self.countdown_fired: list[dict] = []
         self.order_seq = 0
+        self._keys: dict[str, tuple[str, ...]] = {}
 
     def reset(self) -> None:
         for h in self.countdowns.values():
@@ -180,27 +181,29 @@ class GateApp(VenueApp):
     # -- market data ------------------------------------------------------------------
     def _update_frame(self, book: Book, first: int, full: bool) -> str:
         inst = book.inst
-        px, qty = inst.px, inst.qty
         now = time.time_ns()
         if full:
-            b = ",".join(f'["{px(t)}","{qty(q)}"]' for t, q in book.top_bids(100))
-            a = ",".join(f'["{px(t)}","{qty(q)}"]' for t, q in book.top_asks(100))
+            b = pair_levels(inst, book.top_bids(100))
+            a = pair_levels(inst, book.top_asks(100))
             extra = '"full":true,"l":"100",'
             return (f'{{"time":{now // 1_000_000_000},"time_ms":{now // 1_000_000},'
                     f'"channel":"spot.order_book_update","event":"update","result":{{"t":{now // 1_000_000},'
                     f'{extra}"s":"{inst.venue_symbol}","U":{first},"u":{book.update_id},"b":[{b}],"a":[{a}]}}}}')
-        else:
-            b = ",".join(f'["{px(t)}","{qty(q)}"]' for t, q in book.chg_bids.items())
-            a = ",".join(f'["{px(t)}","{qty(q)}"]' for t, q in book.chg_asks.items())
-            extra = ""
+        b = pair_levels(inst, book.chg_bids.items())
+        a = pair_levels(inst, book.chg_asks.items())
         return (f'{{"time":{now // 1_000_000_000},"time_ms":{now // 1_000_000},"channel":"spot.order_book_update",'
-                f'"event":"update","result":{{"t":{now // 1_000_000},{extra}"e":"depthUpdate",'
+                f'"event":"update","result":{{"t":{now // 1_000_000},"e":"depthUpdate",'
                 f'"E":{now // 1_000_000_000},"s":"{inst.venue_symbol}","U":{first},"u":{book.update_id},'
                 f'"b":[{b}],"a":[{a}]}}}}')
 
     def publish(self, symbol: str, book: Book, probe: bool) -> int:
         inst = book.inst
         pair = inst.venue_symbol
+        keys = self._keys.get(pair)
+        if keys is None:
+            keys = self._keys[pair] = ("spot.order_book_update:" + pair, "spot.book_ticker:" + pair,
+                                       "spot.trades:" + pair)
+        k_obu, k_bt, k_tr = keys
         subs = self.subs
         frames = 0
         if book.chg_bids or book.chg_asks:
@@ -211,30 +214,32 @@ class GateApp(VenueApp):
             first = book.update_id + 1
             book.update_id += n
             frames += 1
-            key = "spot.order_book_update:" + pair
-            if key in subs:
+            sessions = subs.get(k_obu)
+            if sessions:
                 full = book.steps % FULL_EVERY_STEPS == FULL_EVERY_STEPS - 1
                 rec = self.probe_record(symbol, "order_book_update", book.update_id) if probe else None
                 frame = text_frame(self._update_frame(book, first, full))
-                for s in subs[key]:
+                for s in sessions:
                     s.conn.send_md(frame, rec)
         if book.top_changed:
             frames += 1
-            key = "spot.book_ticker:" + pair
-            if key in subs:
+            sessions = subs.get(k_bt)
+            if sessions:
                 bb, bq, ba, aq = book.last_top
                 now = time.time_ns()
+                pxc, qc, px, qty = inst._px_cache, inst._qty_cache, inst.px, inst.qty
                 raw = (f'{{"time":{now // 1_000_000_000},"time_ms":{now // 1_000_000},"channel":"spot.book_ticker",'
                        f'"event":"update","result":{{"t":{now // 1_000_000},"u":{book.update_id},"s":"{pair}",'
-                       f'"b":"{inst.px(bb)}","B":"{inst.qty(bq)}","a":"{inst.px(ba)}","A":"{inst.qty(aq)}"}}}}')
+                       f'"b":"{pxc.get(bb) or px(bb)}","B":"{qc.get(bq) or qty(bq)}","a":"{pxc.get(ba) or px(ba)}",'
+                       f'"A":"{qc.get(aq) or qty(aq)}"}}}}')
                 rec = self.probe_record(symbol, "book_ticker", book.update_id) if probe else None
                 frame = text_frame(raw)
-                for s in subs[key]:
+                for s in sessions:
                     s.conn.send_md(frame, rec)
         if book.trades:
             frames += len(book.trades)
-            key = "spot.trades:" + pair
-            if key in subs:
+            sessions = subs.get(k_tr)
+            if sessions:
                 now = time.time_ns()
                 for taker, t, lots, tid in book.trades:
                     raw = (f'{{"time":{now // 1_000_000_000},"time_ms":{now // 1_000_000},"channel":"spot.trades",'
@@ -244,7 +249,7 @@ class GateApp(VenueApp):
                            f'"amount":"{inst.qty(lots)}","price":"{inst.px(t)}","range":"{tid}-{tid}"}}}}')
                     rec = self.probe_record(symbol, "trades", tid) if probe else None
                     frame = text_frame(raw)
-                    for s in subs[key]:
+                    for s in sessions:
                         s.conn.send_md(frame, rec)
         self.stats["md_frames"] += frames
         return frames

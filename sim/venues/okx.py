@@ -115,6 +115,9 @@ class OkxApp(VenueApp):
         self.order_subs: set[OkxSession] = set()
         self.dead_man: dict[str, asyncio.TimerHandle] = {}
         self.dead_man_fired: list[dict] = []
+        self._cs_memo: dict[Book, dict[int, str]] = {}  # book -> key -> `px:sz` of every level
+        self._keys: dict[str, tuple[str, ...]] = {}
+        self.books_sent_ns: dict[str, int] = {}  # symbol -> when its last books update was generated
 
     def reset(self) -> None:
         for h in self.dead_man.values():
@@ -218,15 +221,50 @@ class OkxApp(VenueApp):
 
     # -- market data ------------------------------------------------------------------
     def _levels(self, inst: Instrument, levels: Any) -> str:
-        px, qty = inst.px, inst.qty
-        return ",".join(f'["{px(t)}","{qty(q)}","0","{level_count(q) if q else 0}"]' for t, q in levels)
+        pxc, qc, px, qty = inst._px_cache, inst._qty_cache, inst.px, inst.qty
+        return ",".join([f'["{pxc.get(t) or px(t)}","{qc.get(q) or qty(q)}","0","{1 + q % 7 if q else 0}"]'
+                         for t, q in levels])
 
     def checksum(self, book: Book) -> int:
-        inst = book.inst
-        return checksum_of([(inst.px(t), inst.qty(q)) for t, q in book.top_bids(25)],
-                           [(inst.px(t), inst.qty(q)) for t, q in book.top_asks(25)])
+        """checksum_of() over the top 25 levels, from `px:sz` strings kept for every level of the
+        book and refreshed only where the book changed (book.dirty): formatting all 50 levels
+        per frame was most of a books frame's cost."""
+        memo = self._cs_memo.get(book)
+        if memo is None or book.dirty is None or len(book.dirty) > 5_000:
+            memo = self._cs_memo[book] = {}
+            book.dirty = set(book.bid_keys)
+            book.dirty.update(book.ask_keys)
+        dirty = book.dirty
+        if dirty:
+            inst = book.inst
+            pxc, qc, px, qty = inst._px_cache, inst._qty_cache, inst.px, inst.qty
+            bids, asks = book.bids, book.asks
+            for k in dirty:
+                t, levels = (-k, bids) if k < 0 else (k, asks)
+                q = levels.get(t)
+                if q is None:
+                    memo.pop(k, None)
+                else:
+                    memo[k] = f"{pxc.get(t) or px(t)}:{qc.get(q) or qty(q)}"
+            dirty.clear()
+        get = memo.__getitem__
+        b = list(map(get, book.bid_keys[:25]))
+        a = list(map(get, book.ask_keys[:25]))
+        if len(b) == len(a):
+            parts = b + a
+            parts[0::2] = b
+            parts[1::2] = a
+        else:
+            parts = []
+            for i in range(25):
+                if i < len(b):
+                    parts.append(b[i])
+                if i < len(a):
+                    parts.append(a[i])
+        c = zlib.crc32(":".join(parts).encode())
+        return c - (1 << 32) if c >= 1 << 31 else c
 
-    def books_frame(self, book: Book, action: str) -> str:
+    def books_frame(self, book: Book, action: str, now_ms: int = 0) -> str:
         inst = book.inst
         if action == "snapshot":
             bids = self._levels(inst, book.top_bids(400))
@@ -241,7 +279,15 @@ class OkxApp(VenueApp):
             self.bad_checksum.discard(inst.symbol)
             cs = cs ^ 0x5A5A
         return (f'{{"arg":{{"channel":"books","instId":"{inst.venue_symbol}"}},"action":"{action}","data":'
-                f'[{{"asks":[{asks}],"bids":[{bids}],"ts":"{ms()}","checksum":{cs},"prevSeqId":{prev},'
+                f'[{{"asks":[{asks}],"bids":[{bids}],"ts":"{now_ms or ms()}","checksum":{cs},"prevSeqId":{prev},'
+                f'"seqId":{book.seq_id}}}]}}')
+
+    def heartbeat_frame(self, book: Book) -> str:
+        """A quiet book's keep-alive: no levels, seqId == prevSeqId == the last seqId sent."""
+        inst = book.inst
+        cs = self.checksum(book) if self.cfg.okx_books == "legacy" else 0
+        return (f'{{"arg":{{"channel":"books","instId":"{inst.venue_symbol}"}},"action":"update","data":'
+                f'[{{"asks":[],"bids":[],"ts":"{ms()}","checksum":{cs},"prevSeqId":{book.seq_id},'
                 f'"seqId":{book.seq_id}}}]}}')
 
     def books5_frame(self, book: Book) -> str:
@@ -255,6 +301,12 @@ class OkxApp(VenueApp):
         iid = inst.venue_symbol
         subs = self.subs
         frames = 0
+        now = 0
+        keys = self._keys.get(iid)
+        if keys is None:
+            keys = self._keys[iid] = ("books:" + iid, "books5:" + iid, "bbo-tbt:" + iid, "tickers:" + iid,
+                                      "trades:" + iid)
+        k_books, k_books5, k_bbo, k_tickers, k_trades = keys
         if book.chg_bids or book.chg_asks:
             book.prev_seq_id = book.seq_id
             # ids jump, they are not +1: deterministic from the book's own counter
@@ -263,44 +315,52 @@ class OkxApp(VenueApp):
                 self.skip_seq.discard(symbol)
                 book.prev_seq_id += 1
             frames += 1
-            key = "books:" + iid
-            if key in subs:
+            self.books_sent_ns[symbol] = time.monotonic_ns()
+            sessions = subs.get(k_books)
+            if not sessions and book.dirty is not None:
+                book.dirty = None  # nobody needs checksums of this book: stop tracking its changes
+                self._cs_memo.pop(book, None)
+            if sessions:
+                now = ms()
                 rec = self.probe_record(symbol, "books", book.seq_id) if probe else None
-                frame = text_frame(self.books_frame(book, "update"))
-                for s in subs[key]:
+                frame = text_frame(self.books_frame(book, "update", now))
+                for s in sessions:
                     s.conn.send_md(frame, rec)
-            key = "books5:" + iid
-            if key in subs:
+            sessions = subs.get(k_books5)
+            if sessions:
                 frame = text_frame(self.books5_frame(book))
-                for s in subs[key]:
+                for s in sessions:
                     s.conn.send_md(frame)
         if book.top_changed:
             frames += 1
-            key = "bbo-tbt:" + iid
-            if key in subs:
+            sessions = subs.get(k_bbo)
+            if sessions:
+                now = now or ms()
                 bb, bq, ba, aq = book.last_top
-                raw = (f'{{"arg":{{"channel":"bbo-tbt","instId":"{iid}"}},"data":[{{"asks":[["{inst.px(ba)}",'
-                       f'"{inst.qty(aq)}","0","{level_count(aq)}"]],"bids":[["{inst.px(bb)}","{inst.qty(bq)}","0",'
-                       f'"{level_count(bq)}"]],"ts":"{ms()}","seqId":{book.seq_id}}}]}}')
+                pxc, qc, px, qty = inst._px_cache, inst._qty_cache, inst.px, inst.qty
+                raw = (f'{{"arg":{{"channel":"bbo-tbt","instId":"{iid}"}},"data":[{{"asks":[["'
+                       f'{pxc.get(ba) or px(ba)}","{qc.get(aq) or qty(aq)}","0","{1 + aq % 7}"]],"bids":[["'
+                       f'{pxc.get(bb) or px(bb)}","{qc.get(bq) or qty(bq)}","0","{1 + bq % 7}"]],"ts":"{now}",'
+                       f'"seqId":{book.seq_id}}}]}}')
                 rec = self.probe_record(symbol, "bbo-tbt", book.seq_id) if probe else None
                 frame = text_frame(raw)
-                for s in subs[key]:
+                for s in sessions:
                     s.conn.send_md(frame, rec)
-            key = "tickers:" + iid
-            if key in subs:
+            sessions = subs.get(k_tickers)
+            if sessions:
                 bb, bq, ba, aq = book.last_top
                 raw = (f'{{"arg":{{"channel":"tickers","instId":"{iid}"}},"data":[{{"instType":"SPOT",'
                        f'"instId":"{iid}","last":"{inst.px(bb)}","lastSz":"0","askPx":"{inst.px(ba)}",'
                        f'"askSz":"{inst.qty(aq)}","bidPx":"{inst.px(bb)}","bidSz":"{inst.qty(bq)}",'
                        f'"ts":"{ms()}"}}]}}')
                 frame = text_frame(raw)
-                for s in subs[key]:
+                for s in sessions:
                     s.conn.send_md(frame)
         if book.trades:
             frames += len(book.trades)
-            key = "trades:" + iid
-            if key in subs:
-                now = ms()
+            sessions = subs.get(k_trades)
+            if sessions:
+                now = now or ms()
                 for taker, t, lots, tid in book.trades:
                     raw = (f'{{"arg":{{"channel":"trades","instId":"{iid}"}},"data":[{{"instId":"{iid}",'
                            f'"tradeId":"{tid}","px":"{inst.px(t)}","sz":"{inst.qty(lots)}",'
@@ -308,10 +368,31 @@ class OkxApp(VenueApp):
                            f'"source":"0","seqId":{book.seq_id}}}]}}')
                     rec = self.probe_record(symbol, "trades", tid) if probe else None
                     frame = text_frame(raw)
-                    for s in subs[key]:
+                    for s in sessions:
                         s.conn.send_md(frame, rec)
         self.stats["md_frames"] += frames
         return frames
+
+    def send_heartbeats(self, now_ns: int, period_ns: int) -> int:
+        """books channel keep-alive: a book with no update for period_ns gets an empty update with
+        seqId == prevSeqId (OKX sends one about every 60 s on a quiet book)."""
+        n = 0
+        for symbol, book in self.books.items():
+            last = self.books_sent_ns.get(symbol, 0)
+            if not last:
+                self.books_sent_ns[symbol] = now_ns
+                continue
+            if now_ns - last < period_ns:
+                continue
+            self.books_sent_ns[symbol] = now_ns
+            sessions = self.subs.get("books:" + book.inst.venue_symbol)
+            if not sessions:
+                continue
+            frame = text_frame(self.heartbeat_frame(book))
+            for s in sessions:
+                s.conn.send_md(frame)
+                n += 1
+        return n
 
     def shutdown_frame(self, conn: Any) -> str:
         return ('{"event":"notice","code":"64008","msg":"The connection will soon be closed for a service '
