@@ -8,9 +8,16 @@ indexing and returns plain floats. Written only by the host; read by strategies 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 N_VENUES = 4  # venue ids are 1..3 (common.enums.Exchange); row 0 stays unused
+
+
+def _flat(a: np.ndarray) -> Any:
+    """A 1-D memoryview over a C-contiguous array (plain float / int items on indexing)."""
+    return memoryview(a.reshape(-1))  # type: ignore[arg-type]
 
 
 class MarketState:
@@ -32,16 +39,16 @@ class MarketState:
         self.resync = np.zeros(shape, dtype=np.uint8)  # 1: the feed is resynchronising this book
         self.has_depth = np.zeros(shape, dtype=np.uint8)  # 1: depth records seen (snapshot ends a resync)
         # flat aliases for the hot path
-        self.bid_px_f = memoryview(self.bid_px.reshape(-1))
-        self.bid_qty_f = memoryview(self.bid_qty.reshape(-1))
-        self.ask_px_f = memoryview(self.ask_px.reshape(-1))
-        self.ask_qty_f = memoryview(self.ask_qty.reshape(-1))
-        self.last_trade_px_f = memoryview(self.last_trade_px.reshape(-1))
-        self.update_ns_f = memoryview(self.update_ns.reshape(-1))
-        self.exch_ts_ns_f = memoryview(self.exch_ts_ns.reshape(-1))
-        self.valid_f = memoryview(self.valid.reshape(-1))
-        self.resync_f = memoryview(self.resync.reshape(-1))
-        self.has_depth_f = memoryview(self.has_depth.reshape(-1))
+        self.bid_px_f = _flat(self.bid_px)
+        self.bid_qty_f = _flat(self.bid_qty)
+        self.ask_px_f = _flat(self.ask_px)
+        self.ask_qty_f = _flat(self.ask_qty)
+        self.last_trade_px_f = _flat(self.last_trade_px)
+        self.update_ns_f = _flat(self.update_ns)
+        self.exch_ts_ns_f = _flat(self.exch_ts_ns)
+        self.valid_f = _flat(self.valid)
+        self.resync_f = _flat(self.resync)
+        self.has_depth_f = _flat(self.has_depth)
 
     def index(self, venue_id: int, instr_id: int) -> int:
         return venue_id * self.n_instr + instr_id
