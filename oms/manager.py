@@ -49,7 +49,7 @@ import logging
 import random
 import time
 from array import array
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 
 from common.config import Config
@@ -140,7 +140,7 @@ class OrderManager:
 
     def __init__(self, cfg: Config, instruments: Instruments, events_ring=None, counters=None, *,
                  deadman_timeout_s: float = 10.0, deadman_refresh_s: float = 2.0, reconnect: bool = True,
-                 id_gen: ClOrdIdGen | None = None) -> None:
+                 id_gen: ClOrdIdGen | None = None, retain_terminal_s: float = 600.0) -> None:
         self.cfg = cfg
         self.instruments = instruments
         self.ring = events_ring
@@ -156,6 +156,9 @@ class OrderManager:
         self._venues: dict[Exchange, _VenueState] = {}
         self._vsym: dict[tuple[int, int], str] = {}
         self._replacements: dict[str, str] = {}  # Binance cancelReplace: old id -> new id
+        self._by_vid: dict[tuple[int, str], Order] = {}
+        self._terminal_q: deque[tuple[int, str]] = deque()
+        self.retain_terminal_s = retain_terminal_s
         self._stopping = False
         self._housekeeping: asyncio.Task | None = None
         self._bg: set[asyncio.Task] = set()
@@ -372,9 +375,11 @@ class OrderManager:
         data = gw.encode_new(cl, self._venue_sym(venue, iid), side, spec.fmt_px(px), spec.fmt_qty(qty), req.tif,
                              gw.now_ms())
         o.sent_ns = time.perf_counter_ns()
-        gw.send(data)
+        sent = gw.send(data)
         self.n["sent"] += 1
         self._record(o, EventKind.PENDING)
+        if not sent:  # the socket failed under us: the venue may or may not have it
+            self._set_state(o, S.UNKNOWN, EventKind.UNKNOWN, Reason.TRANSPORT)
         return cl
 
     def _submit_cancel(self, cl: str, venue: Exchange | None) -> str:
@@ -530,6 +535,8 @@ class OrderManager:
         o.state = st
         if reason:
             o.reason = reason
+        if st.is_terminal:
+            self._terminal_q.append((time.monotonic_ns(), o.cl_ord_id))
         if st == S.UNKNOWN:
             self.n["unknown"] += 1
             if self._ctr:
@@ -660,7 +667,7 @@ class OrderManager:
             self.n["foreign_updates"] += 1
             return
         if u.venue_ord_id and not o.venue_ord_id:
-            o.venue_ord_id = u.venue_ord_id
+            self._set_vid(o, u.venue_ord_id)
         if k == U_ACK:
             now = time.perf_counter_ns()
             lat_us = 0.0
@@ -772,10 +779,28 @@ class OrderManager:
                 self._set_state(n, S.REJECTED, EventKind.REJECT, reason or Reason.OTHER)
 
     def _by_venue_id(self, venue: Exchange, venue_ord_id: str) -> Order | None:
-        for o in self.orders.values():
-            if o.venue == venue and o.venue_ord_id == venue_ord_id:
-                return o
-        return None
+        return self._by_vid.get((int(venue), venue_ord_id))
+
+    def _set_vid(self, o: Order, vid: str) -> None:
+        o.venue_ord_id = vid
+        if vid:
+            self._by_vid[(int(o.venue), vid)] = o
+
+    def _purge_terminal(self, now_ns: int) -> int:
+        """Forget orders that ended more than `retain_terminal_s` ago (late fills arrive well before)."""
+        q = self._terminal_q
+        cutoff = now_ns - int(self.retain_terminal_s * 1e9)
+        n = 0
+        while q and q[0][0] < cutoff:
+            _, cl = q.popleft()
+            o = self.orders.get(cl)
+            if o is not None and o.state.is_terminal:
+                del self.orders[cl]
+                if o.venue_ord_id:
+                    self._by_vid.pop((int(o.venue), o.venue_ord_id), None)
+                self._replacements.pop(cl, None)
+                n += 1
+        return n
 
     def on_notice(self, gw: Gateway, u: Update) -> None:
         """The venue announced a shutdown/upgrade: rotate the connection now (reconcile follows)."""
@@ -873,7 +898,7 @@ class OrderManager:
             return None
         o = Order(cl or f"venue{vo.venue_ord_id}", v, iid, self.instruments.name(iid), OrderSide(vo.side or 1),
                   vo.px, vo.qty, TimeInForce.GTC, OrderType.LIMIT, 0, time.perf_counter_ns())
-        o.venue_ord_id = vo.venue_ord_id
+        self._set_vid(o, vo.venue_ord_id)
         o.filled_qty = vo.cum_qty  # trades of another session: not in our positions
         o.avg_px = vo.avg_px
         o.acked_ns = o.created_ns
@@ -884,7 +909,7 @@ class OrderManager:
 
     def _reconcile_order(self, o: Order, vo: VenueOrder) -> None:
         if vo.venue_ord_id and not o.venue_ord_id:
-            o.venue_ord_id = vo.venue_ord_id
+            self._set_vid(o, vo.venue_ord_id)
         if vo.px and o.state != S.PENDING_AMEND:
             o.px = vo.px
         if vo.qty and o.state != S.PENDING_AMEND:
@@ -967,6 +992,8 @@ class OrderManager:
                 if st.deadman_armed and st.ready and now - st.deadman_at >= self.deadman_refresh_s:
                     st.deadman_at = now
                     self._spawn(self._refresh_deadman(v))
+            if self._terminal_q:
+                self.n["purged"] += self._purge_terminal(time.monotonic_ns())
             if self._ctr:
                 self.counters.set(self._ctr["oms_open_orders"], len(self.open_orders()))
                 p = self.latency_percentiles((50,))

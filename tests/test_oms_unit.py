@@ -402,3 +402,33 @@ def test_malformed_frames_raise_for_the_gateway_to_count():
             dec(b"{not json")
         with pytest.raises(ValueError):
             dec(b"[1,2]")
+
+
+def test_terminal_orders_are_purged_after_retention_and_index_by_venue_id():
+    om, gw = _manager()
+    om.retain_terminal_s = 0.0
+    o = _order(om, "p1")
+    om.on_update(gw, Update(U_ACK, cl_ord_id="p1", venue_ord_id="77", state=S.NEW))
+    assert om._by_venue_id(Exchange.BINANCE, "77") is o
+    # a push that names only the venue order id still finds the order
+    om.on_update(gw, Update(U_ORDER, venue_ord_id="77", state=S.CANCELED))
+    assert o.state == S.CANCELED
+    import time as _t
+
+    assert om._purge_terminal(_t.monotonic_ns() + 1) == 1
+    assert om.order("p1") is None and om._by_venue_id(Exchange.BINANCE, "77") is None
+
+
+def test_send_failure_makes_the_order_unknown():
+    om, gw = _manager()
+    from strategy.orders import OrderRequest, Symbol
+
+    class Broken:
+        def send(self, *a):
+            raise RuntimeError("closing")
+
+    gw.transport = Broken()
+    gw.connected = gw.authenticated = True
+    om._venues[Exchange.BINANCE].ready = True
+    cl = om.submit(OrderRequest.new_limit(Symbol("BTC", "USDT", Exchange.BINANCE), OrderSide.BUY, 0.01, 100.0))
+    assert cl and om.order(cl).state == S.UNKNOWN and om.order(cl).reason == Reason.TRANSPORT

@@ -248,7 +248,10 @@ class Gateway:
         t = self.transport
         if t is None:
             return False
-        t.send(WSMsgType.TEXT, data)
+        try:
+            t.send(WSMsgType.TEXT, data)
+        except Exception:  # closing transport: the disconnect callback follows
+            return False
         return True
 
     def on_frame(self, data: bytes) -> None:
