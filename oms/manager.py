@@ -52,7 +52,7 @@ from array import array
 from collections import Counter, deque
 from collections.abc import Callable
 
-from common.config import Config
+from common.config import Config, ConfigError
 from common.enums import Exchange, OrderSide, OrderState, OrderType, TimeInForce
 from common.instruments import Instruments, split_canonical, venue_symbol
 from oms.ids import ClOrdIdGen, from_wire, to_wire, valid_client_id
@@ -182,10 +182,14 @@ class OrderManager:
             vcfg = self.cfg.venue(v)
             gw = gateway_class(v)(vcfg, self.instruments, self, vcfg.symbols or syms)
             lim = VENUE_LIMITS[v.key]
-            ob = TokenBucket(getattr(vcfg, "order_rate", 0.0) or lim["order_rate"],
-                             getattr(vcfg, "order_burst", 0) or lim["order_burst"])
-            cb = TokenBucket(getattr(vcfg, "cancel_rate", 0.0) or lim["cancel_rate"],
-                             getattr(vcfg, "cancel_burst", 0) or lim["cancel_burst"])
+            try:
+                ob = TokenBucket(getattr(vcfg, "order_rate", 0.0) or lim["order_rate"],
+                                 getattr(vcfg, "order_burst", 0) or lim["order_burst"])
+                cb = TokenBucket(getattr(vcfg, "cancel_rate", 0.0) or lim["cancel_rate"],
+                                 getattr(vcfg, "cancel_burst", 0) or lim["cancel_burst"])
+            except ValueError:
+                raise ConfigError(f"exchanges.{v.key}: order_rate/cancel_rate must be positive and "
+                                  "order_burst/cancel_burst at least 1 (or 0 for the venue's published limit)") from None
             self._venues[v] = _VenueState(gw, ob, cb)
         await asyncio.gather(*(self._start_venue(v) for v in venues))
         if self._housekeeping is None:

@@ -432,3 +432,14 @@ def test_send_failure_makes_the_order_unknown():
     om._venues[Exchange.BINANCE].ready = True
     cl = om.submit(OrderRequest.new_limit(Symbol("BTC", "USDT", Exchange.BINANCE), OrderSide.BUY, 0.01, 100.0))
     assert cl and om.order(cl).state == S.UNKNOWN and om.order(cl).reason == Reason.TRANSPORT
+
+
+def test_bad_rate_limit_config_is_a_one_line_config_error():
+    import asyncio
+
+    from common.config import ConfigError
+
+    cfg = load(text="[exchanges.binance]\napi_key = 'k'\nsecret_key = 's'\norder_rate = -5\n")
+    om = mgr.OrderManager(cfg, Instruments(["BTC-USDT"]))
+    with pytest.raises(ConfigError, match="order_rate"):
+        asyncio.run(om.start([Exchange.BINANCE]))
