@@ -21,7 +21,7 @@ from ringbuf import records as R
 
 log = logging.getLogger("persist.db")
 
-CONNECT_KW = dict(connect_timeout=5, keepalives=1, keepalives_idle=5, keepalives_interval=2,
+CONNECT_KW = dict(connect_timeout=3, keepalives=1, keepalives_idle=5, keepalives_interval=2,
                   keepalives_count=3, tcp_user_timeout=10_000, application_name="hft-persist")
 
 

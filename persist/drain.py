@@ -116,6 +116,12 @@ class EventDrain:
         moved = 0
         if self.journal.pending and self.db_up:
             moved += self._replay_chunk(now)
+            ring = self.ring
+            if (self.journal.pending and not force and ring.spilled == ring.journal_read
+                    and ring.tail_position - ring.head_position < ring.capacity // 2):
+                # replaying: leave new records in the ring (written once, later) unless it fills up
+                self._publish_state()
+                return moved
         batch, source, more = self._source_batch(self.batch_size)
         n = batch.shape[0]
         if n:
@@ -180,6 +186,7 @@ class EventDrain:
         """Final drain at shutdown: everything readable goes to the database or the journal.
         Returns True when the ring, its spill journal and the outage journal are all empty."""
         end = time.monotonic() + deadline_s
+        self._next_connect_ns = 0  # one more attempt now, whatever the back-off says
         while time.monotonic() < end:
             moved = self.step(force=True)
             if moved == 0:

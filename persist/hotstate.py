@@ -119,7 +119,7 @@ class HotState:
     def _connect(self) -> None:
         import redis
 
-        self.client = redis.Redis.from_url(self.url, socket_timeout=2.0, socket_connect_timeout=2.0,
+        self.client = redis.Redis.from_url(self.url, socket_timeout=1.0, socket_connect_timeout=1.0,
                                            health_check_interval=0)
         self.client.ping()
 
