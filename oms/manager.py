@@ -429,13 +429,15 @@ class OrderManager:
         px_s = spec.fmt_px(new_px) if px_changed else ""
         if o.venue == Exchange.BINANCE and (px_changed or new_qty > o.qty + _EPS):
             # Binance spot cannot reprice in place: cancelReplace onto a new client id
+            # the replacement is a new order for what is left to do (amend quantities include fills)
+            rest_qty = spec.round_qty(new_qty - o.filled_qty)
             new_cl = self.ids.next()
-            n = Order(new_cl, o.venue, o.instr_id, o.symbol, o.side, new_px, new_qty, o.tif, o.ord_type,
+            n = Order(new_cl, o.venue, o.instr_id, o.symbol, o.side, new_px, rest_qty, o.tif, o.ord_type,
                       o.strategy_id, time.perf_counter_ns())
             self.orders[new_cl] = n
             self._replacements[cl] = new_cl
-            data = gw.encode_amend(cl, vsym, o.venue_ord_id, o.side, qty_s, spec.fmt_px(new_px), o.tif, new_cl,
-                                   gw.now_ms())
+            data = gw.encode_amend(cl, vsym, o.venue_ord_id, o.side, spec.fmt_qty(rest_qty), spec.fmt_px(new_px),
+                                   o.tif, new_cl, gw.now_ms())
             self._set_state(o, S.PENDING_CANCEL, EventKind.PENDING)
             n.sent_ns = time.perf_counter_ns()
             gw.send(data)
