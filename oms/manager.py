@@ -1023,6 +1023,18 @@ class OrderManager:
         a = np.frombuffer(self._lat, dtype=np.int64)[:n] / 1000.0
         return {f"p{p:g}": float(np.percentile(a, p)) for p in ps} | {"n": n, "max": float(a.max())}
 
+    LAT_BUCKETS_US = (25, 50, 100, 150, 250, 500, 1000, 2500, 5000, 10000)
+
+    def latency_histogram(self) -> dict:
+        """Order-to-ack counts per bucket (upper bounds in us; "inf" for the rest)."""
+        import numpy as np
+
+        n = min(self._lat_n, _LAT_SLOTS)
+        a = np.frombuffer(self._lat, dtype=np.int64)[:n] / 1000.0
+        edges = np.array((0, *self.LAT_BUCKETS_US, np.inf))
+        counts, _ = np.histogram(a, bins=edges)
+        return {(f"le_{int(b)}" if b != np.inf else "inf"): int(c) for b, c in zip(edges[1:], counts, strict=True)}
+
     def reset_latency(self) -> None:
         self._lat_n = 0
 
@@ -1036,5 +1048,6 @@ class OrderManager:
                 "by_venue": {k: dict(v) for k, v in by_venue.items()}, "counts": dict(self.n),
                 "rejects_by_reason": dict(self.rejects_by_reason),
                 "not_accepted_by_reason": dict(self.not_accepted_by_reason),
-                "ack_latency_us": self.latency_percentiles(), "venues": self.venue_status(),
+                "ack_latency_us": self.latency_percentiles(), "ack_latency_hist": self.latency_histogram(),
+                "venues": self.venue_status(),
                 "positions": self.positions.totals()}
