@@ -5,7 +5,8 @@
   deque (no transport at all: a lower bound) and the same dicts through a
   multiprocessing.Queue (the usual multi-process shape), each into a dict-of-dicts state;
 - record read -> market-maker decision -> request handed to the OMS (risk included), p50,
-  vs a naive single-process bot (JSON frame -> json.loads -> Decimal quote maths -> order dict).
+  vs a naive single-process bot (JSON frame -> json.loads -> Decimal quote maths -> order
+  dicts -> a naive dict-based risk check per order), timed from the frame to the last order.
 
     .venv/bin/pytest benches/bench_strategy.py --benchmark-only --benchmark-group-by=group
     .venv/bin/python -m benches.bench_strategy [--records 20000]     # percentiles table
@@ -22,8 +23,9 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import pytest
 
+from benches.bench_rms import NaiveRisk
 from common.config import load
-from common.enums import Exchange, OrderState
+from common.enums import Exchange, OrderSide, OrderState
 from common.instruments import Instruments
 from ringbuf import shm
 from ringbuf.records import KIND_QUOTE, MD_RECORD_SIZE, QUOTE_STRUCT
@@ -31,6 +33,7 @@ from ringbuf.ring import Ring
 from strategy.api import Strategy
 from strategy.host import AsyncIdle, StrategyHost
 from strategy.market_making import MarketMaker
+from strategy.orders import OrderRequest, Symbol
 
 BATCH = 4096
 OKX = int(Exchange.OKX)
@@ -227,10 +230,19 @@ def decision_latency(n: int = 20_000, jump_bps: float = 2.0) -> dict:
     state: dict = {}
     base = []
     pc = time.perf_counter_ns
+    risk = NaiveRisk()
+    risk.books[("okx", "BTC-USDT")] = {"bid": 60000.0, "ask": 60000.1, "ts": time.monotonic_ns() + 10**12}
+    risk.specs[("okx", "BTC-USDT")] = {"tick": 0.1, "lot": 0.00000001, "min_notional": 0.0}
+    risk.positions[("okx", "BTC-USDT")] = 0.0
+    probe = OrderRequest.new_limit(Symbol("BTC", "USDT", Exchange.OKX), OrderSide.BUY, 0.001, 59990.0,
+                                   post_only=True)
     for f in frames:
         t0 = pc()
         orders = naive_decision(f, state)
         if orders:
+            for o in orders:  # the same scope as ours: each order through a (naive) risk check
+                probe.px = float(o["price"])
+                risk.check(probe, t0)
             base.append(pc() - t0)
     base.sort()
 
@@ -354,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run {r + 1}: record -> decision -> OMS (ours, {res['ours_orders']} orders): "
               f"p50 {res['ours_p50_us']:.2f} us  p90 {res['ours_p90_us']:.2f}  p99 {res['ours_p99_us']:.2f} "
               f"(first request of each record: p50 {res['ours_first_p50_us']:.2f} p90 {res['ours_first_p90_us']:.2f}) | "
-              f"baseline frame -> json/Decimal -> order dicts ({res['baseline_decisions']}): "
+              f"baseline frame -> json/Decimal -> order dicts -> naive risk ({res['baseline_decisions']}): "
               f"p50 {res['baseline_p50_us']:.2f} us  p90 {res['baseline_p90_us']:.2f}  p99 {res['baseline_p99_us']:.2f}")
     return 0
 
