@@ -5,10 +5,13 @@ persist process draining 100,000 fills exactly once, through a SIGKILL and a 30 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -299,10 +302,15 @@ def test_without_a_database_url_the_process_starts_an_embedded_server(shm_prefix
     ring = Ring.create(name, 1 << 10, R.EVENT_RECORD_SIZE, lossless=True)
     ring.claim_producer()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    cmd = [sys.executable, "-m", "persist.process", "--config", _config(tmp_path), "--prefix", shm_prefix]
+    # run as root, pgserver runs postgres as its own user: the data dir's parents must be traversable
+    data = tempfile.mkdtemp(prefix="hft-persist-emb-")
+    os.chmod(data, 0o755)
+    cfg = tmp_path / "emb.toml"
+    cfg.write_text(f'[system]\ndata_dir = "{data}"\n[persist]\nbatch_size = 2000\nflush_ms = 20\n')
+    cmd = [sys.executable, "-m", "persist.process", "--config", str(cfg), "--prefix", shm_prefix]
     log = open(tmp_path / "persist.log", "ab")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    pg_dir = tmp_path / "data" / "pg"
+    pg_dir = Path(data) / "pg"
     url = f"postgresql://postgres:@/postgres?host={pg_dir}"
     try:
         ring.write_batch(make_fills(0, 300))
@@ -314,3 +322,4 @@ def test_without_a_database_url_the_process_starts_an_embedded_server(shm_prefix
         assert stop(proc) == 0, _log(tmp_path)
         ring.close()
     wait_until(lambda: not (pg_dir / "postmaster.pid").exists(), 60, 0.2, "the embedded server to stop with the process")
+    shutil.rmtree(data, ignore_errors=True)
