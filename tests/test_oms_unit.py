@@ -443,3 +443,20 @@ def test_bad_rate_limit_config_is_a_one_line_config_error():
     om = mgr.OrderManager(cfg, Instruments(["BTC-USDT"]))
     with pytest.raises(ConfigError, match="order_rate"):
         asyncio.run(om.start([Exchange.BINANCE]))
+
+
+def test_connection_rotated_before_the_venue_lifetime_cap():
+    import asyncio
+
+    om, gw = _manager()
+    dropped = []
+
+    class T:
+        def disconnect(self):
+            dropped.append(1)
+
+    gw.transport = T()
+    gw.connected_ns = 1  # connected long ago
+    assert gw.max_age_s == 23.5 * 3600 and gw.too_old()
+    asyncio.run(gw.keepalive_tick())
+    assert dropped and "lifetime" in gw.close_reason

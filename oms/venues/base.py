@@ -157,6 +157,7 @@ class Gateway:
     venue: Exchange = Exchange.BINANCE
     needs_ping_text: bytes = b""  # application-level ping (OKX "ping")
     ping_interval_s: float = 0.0
+    max_age_s: float = 0.0  # rotate the connection before the venue's cap (Binance: 24 h)
 
     def __init__(self, vcfg: VenueConfig, instruments: Instruments, sink: Any,
                  symbols: list[str] | None = None) -> None:
@@ -178,6 +179,7 @@ class Gateway:
         self.last_rx_ns = 0
         self.clock_offset_ms = 0  # venue time - local time
         self.connects = 0
+        self.connected_ns = 0
         self._on_frame_hook: Callable[[bytes], None] | None = None
 
     # -- safe repr: never print credentials ------------------------------------
@@ -207,6 +209,7 @@ class Gateway:
         self.close_reason = ""
         self.connects += 1
         self.last_rx_ns = time.monotonic_ns()
+        self.connected_ns = self.last_rx_ns
         try:
             self.reason = "authenticating"
             await asyncio.wait_for(self.login(), timeout_s)
@@ -294,8 +297,16 @@ class Gateway:
     def new_future(self) -> asyncio.Future:
         return asyncio.get_running_loop().create_future()
 
+    def too_old(self) -> bool:
+        return bool(self.max_age_s and self.transport is not None and
+                    (time.monotonic_ns() - self.connected_ns) / 1e9 > self.max_age_s)
+
     async def keepalive_tick(self) -> None:
-        """Called about once a second by the manager's housekeeping task."""
+        """Called about twice a second by the manager's housekeeping task."""
+        if self.too_old():
+            self.close_reason = "rotating the connection before the venue's lifetime cap"
+            self.drop()
+            return
         if self.needs_ping_text and self.transport is not None:
             idle_s = (time.monotonic_ns() - self.last_rx_ns) / 1e9
             if idle_s >= self.ping_interval_s:

@@ -132,6 +132,7 @@ _TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
 
 class BinanceGateway(Gateway):
     venue = VENUE
+    max_age_s = 23.5 * 3600  # connections are cut at 24 h
 
     def __init__(self, vcfg, instruments, sink, symbols=None) -> None:
         super().__init__(vcfg, instruments, sink, symbols)

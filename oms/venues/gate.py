@@ -178,6 +178,7 @@ class GateGateway(Gateway):
         return b'{"time":%d,"channel":"spot.ping"}' % (int(time.time()))
 
     async def keepalive_tick(self) -> None:
+        await super().keepalive_tick()
         if self.transport is not None and (time.monotonic_ns() - self.last_rx_ns) / 1e9 >= self.ping_interval_s:
             self.send(self.ping_frame())
 
