@@ -455,8 +455,14 @@ def test_connection_rotated_before_the_venue_lifetime_cap():
         def disconnect(self):
             dropped.append(1)
 
+    import time as _t
+
     gw.transport = T()
-    gw.connected_ns = 1  # connected long ago
-    assert gw.max_age_s == 23.5 * 3600 and gw.too_old()
+    assert type(gw).max_age_s == 23.5 * 3600
+    gw.connected_ns = _t.monotonic_ns()
+    assert not gw.too_old()
+    gw.max_age_s = 1.0
+    gw.connected_ns = _t.monotonic_ns() - 5_000_000_000  # connected 5 s ago, cap 1 s
+    assert gw.too_old()
     asyncio.run(gw.keepalive_tick())
     assert dropped and "lifetime" in gw.close_reason
