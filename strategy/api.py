@@ -210,6 +210,11 @@ class StrategyContext:
             self._symbols[key] = s
         return s
 
+    def book(self, venue_id: int, instr_id: int):
+        """The L2 book (feeds.book.Book: best_bid(), best_ask(), top(n), valid) rebuilt by the
+        host from BOOK_LEVEL records when the strategy sets `wants_l2 = True`; else None."""
+        return None
+
     def spec(self, venue_id: int, instr_id: int) -> InstrumentSpec | None:
         return self.instruments.spec(venue_id, instr_id)
 
@@ -245,6 +250,7 @@ class Strategy:
     name = "strategy"
     strategy_id = 0
     batch_mode = False  # True: skip on_market_data, decide once per batch in on_end_of_batch
+    wants_l2 = False  # True: the host rebuilds L2 books from depth records (ctx.book(venue, instr))
     timer_ms = 100.0
 
     ctx: StrategyContext | None = None

@@ -139,6 +139,9 @@ class StrategyHost:
         self._bulk = np.zeros((BULK_RECORDS, MD_RECORD_SIZE), dtype=np.uint8)
         self._bulk_mv = memoryview(self._bulk).cast("B")
         self.batch_mode = bool(getattr(strategy, "batch_mode", False))
+        # L2 books from BOOK_LEVEL records (feeds.book.Book), only for strategies that ask
+        self.books: dict | None = {} if getattr(strategy, "wants_l2", False) else None
+        self.l2_capacity = 1024
         self.md = MarketData(self.state, instruments)
         self.ctx = StrategyContext(instruments, self.state, cfg, clock=clock,
                                    position_fn=self.rms.position_of, open_orders_fn=self._open_orders,
@@ -147,6 +150,7 @@ class StrategyHost:
         self.ctx.positions = self.rms.position  # same indexing as the state: venue * n_instr + instr
         self.ctx.ready_flags = self.rms.venue_ready
         self.ctx.risk = self.rms
+        self.ctx.book = self.book
         self._events: deque = deque()
         self.timer_ns = int(getattr(strategy, "timer_ms", 100.0) * 1e6)
         self._next_timer = 0
@@ -283,6 +287,8 @@ class StrategyHost:
             state.has_depth_f[k] = 1
             state.update_ns_f[k] = now
             f = t[1]
+            if self.books is not None:
+                self._book(k, v, i).apply_record(kind, f, t[3], t[9], t[10], t[8])
             if f & F_RESYNC:
                 state.resync_f[k] = 1
                 state.valid_f[k] = 0
@@ -294,6 +300,8 @@ class StrategyHost:
             state.resync_f[k] = 1
             state.valid_f[k] = 0
             state.update_ns_f[k] = now
+            if self.books is not None:
+                self._book(k, v, i).apply_record(kind, t[1], 0, 0.0, 0.0, t[8])
         else:
             self.malformed += 1
             return
@@ -310,6 +318,20 @@ class StrategyHost:
             return
         if reqs:
             self.dispatch(reqs, now)
+
+    def _book(self, k: int, venue_id: int, instr_id: int):
+        b = self.books.get(k)
+        if b is None:
+            from feeds.book import Book
+
+            b = self.books[k] = Book(capacity=self.l2_capacity, instr_id=instr_id, venue_id=venue_id)
+        return b
+
+    def book(self, venue_id: int, instr_id: int):
+        """The L2 book rebuilt from BOOK_LEVEL records (strategies with `wants_l2 = True`), or None."""
+        if self.books is None:
+            return None
+        return self.books.get(venue_id * self.n_instr + instr_id)
 
     def dispatch(self, reqs: list[OrderRequest], now_ns: int) -> None:
         """Each request through risk, then to the OMS. Denials go back to the strategy."""

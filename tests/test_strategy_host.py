@@ -399,3 +399,25 @@ def test_bursts_are_read_in_bulk_and_a_lapped_reader_counts_its_losses(rings):
     assert host.rings[0].lost >= 3000 - 1024
     assert s.seen[-1][4] == 72999.0
     assert 200 + 1024 - 1 <= len(s.seen) <= 200 + 1024
+
+
+def test_l2_books_for_strategies_that_want_them(rings):
+    class L2(Recorder):
+        wants_l2 = True
+
+    s = L2()
+    host, md, _ = make_host(rings, s)
+    write_level(md[B], B, 1, 1, 60000.0, 1.0, flags=F_SNAPSHOT_START)
+    write_level(md[B], B, 1, 1, 59999.0, 2.0)
+    write_level(md[B], B, 1, -1, 60001.0, 3.0, flags=F_SNAPSHOT_END)
+    host.poll_once()
+    book = host.ctx.book(B, 1)
+    assert book.valid and book.best_bid() == (60000.0, 1.0) and book.best_ask() == (60001.0, 3.0)
+    write_level(md[B], B, 1, 1, 60000.0, 0.0)  # delete the best bid
+    host.poll_once()
+    assert book.best_bid() == (59999.0, 2.0)
+    write_reset(md[B], B, 1)
+    host.poll_once()
+    assert not book.valid
+    plain, _, _ = make_host(rings, Recorder())
+    assert plain.ctx.book(B, 1) is None
