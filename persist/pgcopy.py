@@ -115,8 +115,9 @@ def encode_direct(spec: TableSpec, recs: np.ndarray) -> tuple[str, bytes]:
     order = np.argsort(key, kind="stable")
     cuts = np.flatnonzero(np.diff(key[order])) + 1
     parts = [COPY_SIGNATURE]
-    for grp in np.split(order, cuts) if recs.shape[0] else ():
-        r = recs[grp]
+    groups = np.split(order, cuts) if recs.shape[0] else []
+    for grp in groups:
+        r = recs if len(groups) == 1 else recs[grp]  # one layout (the usual case): no gather
         fields: list[tuple[str, str]] = [("nfields", ">i2")]
         for c in fixed:
             fields += [(f"len_{c.name}", ">i4"), (f"val_{c.name}", _PG[c.pg][0])]
