@@ -24,6 +24,7 @@ class CrossVenueBid(Strategy):
         self.qty = qty
         self.working: dict[tuple[int, int], str] = {}  # (venue, instr) -> cl_ord_id of our bid
         self.pending: dict[tuple[int, int], OrderRequest] = {}
+        self.filled_qty = 0.0
 
     def on_start(self, ctx):
         self.ctx = ctx
@@ -59,9 +60,7 @@ class CrossVenueBid(Strategy):
         if o.state.is_terminal and self.working.get(key) == o.cl_ord_id:
             del self.working[key]
         if event_kind(ev) == "FILL":
-            pos = self.ctx.position(*key)
-            if pos > 0:  # flatten a filled lean at the other venues' bid level... here: just log it
-                print(f"filled {ev.fill_qty}@{ev.fill_px} on venue {key[0]}, position {pos}")
+            self.filled_qty += ev.fill_qty  # callbacks never block: count here, report elsewhere
         return None
 
     def on_request_denied(self, req, reason_code, reason):
