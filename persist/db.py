@@ -151,9 +151,9 @@ class EventWriter:
         except DbUnavailable:
             self.close()
             raise
-        except psycopg.Error as e:
+        except (psycopg.DataError, psycopg.IntegrityError) as e:
             # The server refused the content (not the connection): isolate the bad records.
-            if isinstance(e, psycopg.OperationalError) or self.conn is None or self.conn.closed:
+            if self.conn is None or self.conn.closed:
                 self.close()
                 raise DbUnavailable(_one_line(e)) from None
             log.warning("batch of %d refused (%s); isolating bad records", raw.shape[0], _one_line(e))
@@ -165,6 +165,12 @@ class EventWriter:
             res = WriteResult(bad=0)
             res.add(self.write(raw[:mid]))
             res.add(self.write(raw[mid:]))
+        except psycopg.Error as e:
+            # Anything else (a dropped table, lost privileges, a server fault) is the server's
+            # problem, not the records': keep them (journal) and retry; reconnecting re-runs
+            # the migrations.
+            self.close()
+            raise DbUnavailable(_one_line(e)) from None
         return res
 
     def _rollback(self) -> None:

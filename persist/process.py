@@ -17,6 +17,9 @@ import signal
 import sys
 import time
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from common.config import ConfigError, load
 from persist.db import EventWriter
 from persist.drain import EventDrain
@@ -90,6 +93,12 @@ def run_persist_process(config_path: str | None, prefix: str, database_url: str,
         cfg = load(config_path)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        conninfo_to_dict(database_url)
+    except psycopg.ProgrammingError as e:
+        print(f"error: database URL is not valid ({' '.join(str(e).split())[:160]}); "
+              f"expected postgresql://user@host:port/db", file=sys.stderr)
         return 2
     try:
         os.nice(19)

@@ -323,3 +323,20 @@ def test_without_a_database_url_the_process_starts_an_embedded_server(shm_prefix
         ring.close()
     wait_until(lambda: not (pg_dir / "postmaster.pid").exists(), 60, 0.2, "the embedded server to stop with the process")
     shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.mark.integration
+def test_a_server_side_fault_keeps_the_batch_instead_of_dropping_it(surl):
+    from persist.db import DbUnavailable
+
+    w = EventWriter(surl)
+    w.write(as_raw(make_fills(0, 10)))
+    with psycopg.connect(surl, autocommit=True) as c:
+        c.execute("ALTER TABLE fills RENAME TO fills_moved")
+    with pytest.raises(DbUnavailable):
+        w.write(as_raw(make_fills(10, 10)))  # not "bad records": the caller journals and retries
+    with psycopg.connect(surl, autocommit=True) as c:
+        c.execute("ALTER TABLE fills_moved RENAME TO fills")
+    assert w.write(as_raw(make_fills(10, 10))).bad == 0
+    assert _count(surl) == 20
+    w.close()
