@@ -21,7 +21,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from common.config import ConfigError, load
-from persist.db import EventWriter
+from persist.db import DbUnavailable, EventWriter
 from persist.drain import EventDrain
 from persist.hotstate import HotState
 from persist.journal import OutageJournal
@@ -73,17 +73,13 @@ def _install_stop_handlers() -> None:
     signal.signal(signal.SIGINT, _stop)
 
 
-def _attach_events(name: str, stop) -> Ring | None:
-    delay = 0.05
-    while not stop():
-        try:
-            ring = Ring.attach(name, record_size=R.EVENT_RECORD_SIZE)
-            ring.claim_consumer()
-            return ring
-        except ShmError:
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
-    return None
+def _try_attach_events(name: str) -> Ring | None:
+    try:
+        ring = Ring.attach(name, record_size=R.EVENT_RECORD_SIZE)
+    except ShmError:
+        return None
+    ring.claim_consumer()
+    return ring
 
 
 def run_persist_process(config_path: str | None, prefix: str, database_url: str, redis_url: str | None,
@@ -124,15 +120,19 @@ def run_persist_process(config_path: str | None, prefix: str, database_url: str,
     c_loop_errors = ctr.add("loop_errors")
     ctr.touch()
 
-    ring = _attach_events(ring_name(prefix, "events"), lambda: stopping["flag"])
-    if ring is None:
-        journal.close()
-        ctr.close(unlink=True)
-        return 0
-    drain = EventDrain(ring, writer, journal, batch_size=pc.batch_size, flush_ms=pc.flush_ms,
-                       counters=ctr, hot=hot)
-    log.info("draining %s (batch %d, flush %.0f ms, journal %s, fsync %s), redis %s, recording %s",
-             ring.name, pc.batch_size, pc.flush_ms, journal.path, pc.journal_fsync,
+    # connect at start: migrations are applied and db_up shows before the first event arrives
+    c_db_up = ctr.add("db_up")
+    try:
+        writer.open()
+        ctr.set(c_db_up, 1)
+    except DbUnavailable as e:
+        log.warning("database unavailable at start (%s); events will be journaled until it is back", e)
+    ev_name = ring_name(prefix, "events")
+    drain: EventDrain | None = None
+    ring: Ring | None = None
+    next_attach = 0.0
+    log.info("persist for %s: batch %d, flush %.0f ms, journal %s (fsync %s), redis %s, recording %s",
+             ev_name, pc.batch_size, pc.flush_ms, journal.path, pc.journal_fsync,
              "on" if hot else "off", ",".join(md_venues) if recorders else "off")
     idle = BackOff(max_spins=20, max_yields=20, min_sleep_ns=100_000, max_sleep_ns=min(5_000_000, int(pc.flush_ms * 1e6)))
     next_flush = 0.0
@@ -140,7 +140,16 @@ def run_persist_process(config_path: str | None, prefix: str, database_url: str,
     try:
         while not stopping["flag"]:
             try:
-                work = drain.step()
+                work = 0
+                if drain is None and time.monotonic() >= next_attach:
+                    next_attach = time.monotonic() + 0.5
+                    ring = _try_attach_events(ev_name)  # the strategy process creates it
+                    if ring is not None:
+                        drain = EventDrain(ring, writer, journal, batch_size=pc.batch_size,
+                                           flush_ms=pc.flush_ms, counters=ctr, hot=hot)
+                        log.info("draining %s", ev_name)
+                if drain is not None:
+                    work += drain.step()
                 for rec in recorders:
                     work += rec.poll()
                 now = time.monotonic()
@@ -160,7 +169,7 @@ def run_persist_process(config_path: str | None, prefix: str, database_url: str,
                 work = 0
             idle.idle(work)
         log.info("stopping: final drain")
-        clean = drain.drain_all(deadline_s=10.0)
+        clean = drain.drain_all(deadline_s=10.0) if drain is not None else True
         for rec in recorders:
             rec.poll()
             rec.close()
@@ -172,7 +181,8 @@ def run_persist_process(config_path: str | None, prefix: str, database_url: str,
     finally:
         writer.close()
         journal.close()
-        ring.close()
+        if ring is not None:
+            ring.close()
         ctr.close(unlink=True)
     return 0
 
