@@ -466,3 +466,42 @@ def test_connection_rotated_before_the_venue_lifetime_cap():
     assert gw.too_old()
     asyncio.run(gw.keepalive_tick())
     assert dropped and "lifetime" in gw.close_reason
+
+
+def test_requests_sent_while_a_read_is_handled_leave_in_one_write():
+    om, gw = _manager()
+    writes, sends = [], []
+
+    class Under:
+        def write(self, b):
+            writes.append(bytes(b))
+
+    class T:
+        underlying_transport = Under()
+
+        def send(self, mt, data):
+            sends.append(data)
+
+    gw.transport = T()
+    msgs = [b"a" * 5, b"b" * 200, b"c" * 70000]
+    gw._corked = True
+    for m in msgs:
+        assert gw.send(m)
+    gw._corked = False
+    assert not writes and not sends
+    gw.flush()
+    assert len(writes) == 1 and not sends
+    buf, out = writes[0], []
+    while buf:  # parse the frames back: FIN+TEXT, masked with a zero key
+        assert buf[0] == 0x81 and buf[1] & 0x80
+        n, off = buf[1] & 0x7F, 2
+        if n == 126:
+            n, off = int.from_bytes(buf[2:4], "big"), 4
+        elif n == 127:
+            n, off = int.from_bytes(buf[2:10], "big"), 10
+        assert buf[off:off + 4] == b"\0\0\0\0"
+        out.append(buf[off + 4:off + 4 + n])
+        buf = buf[off + 4 + n:]
+    assert out == msgs
+    gw.send(b"solo")  # not corked: straight to the transport
+    assert sends == [b"solo"]

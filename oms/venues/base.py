@@ -129,6 +129,9 @@ def fnum(x: Any) -> float:
         return 0.0
 
 
+_HDR_SMALL = [bytes((0x81, 0x80 | n, 0, 0, 0, 0)) for n in range(126)]  # FIN+TEXT, masked, zero key
+
+
 class _Listener(WSListener):
     __slots__ = ("gw",)
 
@@ -141,7 +144,19 @@ class _Listener(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame) -> None:
         mt = frame.msg_type
         if mt == WSMsgType.TEXT or mt == WSMsgType.BINARY:
-            self.gw.on_frame(frame.get_payload_as_bytes())
+            gw = self.gw
+            if frame.last_in_buffer:
+                gw.on_frame(frame.get_payload_as_bytes())
+                if gw._outbox:
+                    gw.flush()
+            else:
+                # more frames of this read follow: requests sent while handling them (a strategy
+                # answering acks) leave in one socket write after the last one, not one write each
+                gw._corked = True
+                try:
+                    gw.on_frame(frame.get_payload_as_bytes())
+                finally:
+                    gw._corked = False
         elif mt == WSMsgType.CLOSE:
             self.gw.close_reason = f"closed by venue (code {frame.get_close_code()})"
             transport.disconnect()
@@ -180,6 +195,8 @@ class Gateway:
         self.clock_offset_ms = 0  # venue time - local time
         self.connects = 0
         self.connected_ns = 0
+        self._corked = False
+        self._outbox: list[bytes] = []
         self._on_frame_hook: Callable[[bytes], None] | None = None
 
     # -- safe repr: never print credentials ------------------------------------
@@ -251,11 +268,40 @@ class Gateway:
         t = self.transport
         if t is None:
             return False
+        if self._corked:
+            self._outbox.append(data)
+            return True
         try:
             t.send(WSMsgType.TEXT, data)
         except Exception:  # closing transport: the disconnect callback follows
             return False
         return True
+
+    def flush(self) -> None:
+        """Write the requests queued while a read's frames were handled, in one socket write.
+        Client frames must be masked; a zero masking key is valid (RFC 6455 5.3) and leaves the
+        payload as is, so the frames are built here without copying through a mask."""
+        out, self._outbox = self._outbox, []
+        t = self.transport
+        if t is None or not out:
+            return
+        try:
+            if len(out) == 1:
+                t.send(WSMsgType.TEXT, out[0])
+                return
+            parts = []
+            for data in out:
+                n = len(data)
+                if n < 126:
+                    parts.append(_HDR_SMALL[n])
+                elif n < 65536:
+                    parts.append(b"\x81\xfe" + n.to_bytes(2, "big") + b"\x00\x00\x00\x00")
+                else:
+                    parts.append(b"\x81\xff" + n.to_bytes(8, "big") + b"\x00\x00\x00\x00")
+                parts.append(data)
+            t.underlying_transport.write(b"".join(parts))
+        except Exception:  # closing transport: the disconnect callback follows
+            pass
 
     def on_frame(self, data: bytes) -> None:
         self.frames_in += 1
