@@ -658,7 +658,7 @@ class OrderManager:
     # ---------------------------------------------------------------- gateway callbacks
     def on_update(self, gw: Gateway, u: Update) -> None:
         cl = u.cl_ord_id
-        o = self.orders.get(from_wire(gw.venue, cl)) if cl else None
+        o = self.orders.get(cl) if cl else None  # decoders hand over our id (Gate's t- stripped)
         if o is None and u.venue_ord_id:
             o = self._by_venue_id(gw.venue, u.venue_ord_id)
         k = u.kind
@@ -674,6 +674,8 @@ class OrderManager:
             return
         if u.venue_ord_id and not o.venue_ord_id:
             self._set_vid(o, u.venue_ord_id)
+        if k == U_ORDER and u.state is o.state and not u.trade_id:
+            return  # a push that repeats what the ack said (the common case): nothing to do
         if k == U_ACK:
             now = time.perf_counter_ns()
             lat_us = 0.0
