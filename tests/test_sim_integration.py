@@ -123,7 +123,11 @@ def gate_sub_private(c: WsClient, channel: str, payload: list, secret: str = SEC
 
 
 def far_bid(sim, venue: str, symbol: str = "BTC-USDT") -> str:
-    return sim.control.book(venue, symbol, depth=60)["bids"][-1][0]
+    """A bid that rests: 2 % under the best bid, a whole number (a multiple of every tick).
+    The deepest displayed bid is only ~1 USD under the top while the generator moves BTC by tens
+    of USD a second, so an order placed there a few ms later was sometimes filled at once."""
+    best = float(sim.control.book(venue, symbol, depth=1)["bids"][0][0])
+    return str(int(best * 0.98))
 
 
 # -- market-data conformance -----------------------------------------------------------------

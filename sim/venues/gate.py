@@ -31,6 +31,8 @@ def ms() -> int:
 
 
 def dec(v: float, places: int = 8) -> str:
+    if not v:
+        return "0"  # what the formatting below makes of 0.0 and -0.0
     s = f"{v:.{places}f}".rstrip("0").rstrip(".")
     return s if s and s != "-0" else "0"
 

@@ -44,6 +44,22 @@ def checksum_of(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> int
     return c - (1 << 32) if c >= 1 << 31 else c
 
 
+_STATES = {"NEW": "live", "PARTIALLY_FILLED": "partially_filled", "FILLED": "filled", "CANCELED": "canceled",
+           "EXPIRED": "canceled", "REJECTED": "canceled"}
+# an order push's keys in wire order with the values every order shares (order_view fills the rest)
+_VIEW_BASE: dict[str, Any] = {
+    "instType": "SPOT", "instId": "", "tgtCcy": "", "ccy": "", "ordId": "", "clOrdId": "", "tag": "", "px": "",
+    "pxUsd": "", "pxVol": "", "pxType": "", "sz": "", "notionalUsd": "", "ordType": "", "side": "", "posSide": "",
+    "tdMode": "cash", "accFillSz": "", "fillNotionalUsd": "", "avgPx": "0", "state": "", "lever": "", "pnl": "0",
+    "feeCcy": "", "fee": "0", "rebateCcy": "", "rebate": "0", "category": "normal", "uTime": "", "cTime": "",
+    "source": "", "reduceOnly": "false", "cancelSource": "", "cancelSourceReason": "", "quickMgnType": "",
+    "stpId": "", "stpMode": "cancel_maker", "attachAlgoClOrdId": "", "lastPx": "", "isTpLimit": "false",
+    "linkedAlgoOrd": None, "attachAlgoOrds": None, "algoClOrdId": "", "algoId": "", "amendResult": "",
+    "reqId": "", "amendSource": "", "code": "0", "msg": "", "tradeQuoteCcy": "", "fillPx": "", "tradeId": "",
+    "fillSz": "0", "fillTime": "", "fillPnl": "0", "fillFee": "0", "fillFeeCcy": "", "execType": "",
+    "fillPxVol": "", "fillPxUsd": "", "fillMarkVol": "", "fillFwdPx": "", "fillMarkPx": "", "fillIdxPx": ""}
+
+
 def level_count(lots: int) -> int:
     return 1 + lots % 7
 
@@ -401,29 +417,34 @@ class OkxApp(VenueApp):
     # -- orders -------------------------------------------------------------------------
     def order_view(self, o: Order, fill: Any = None) -> dict:
         inst = o.inst
-        avg = o.cum_quote / inst.qty_float(o.filled_lots) if o.filled_lots else 0.0
-        state = {"NEW": "live", "PARTIALLY_FILLED": "partially_filled", "FILLED": "filled",
-                 "CANCELED": "canceled", "EXPIRED": "canceled", "REJECTED": "canceled"}[o.status]
-        ord_type = o.extra.get("ordType", "limit")
-        d = {"instType": "SPOT", "instId": inst.venue_symbol, "tgtCcy": "", "ccy": "", "ordId": str(o.oid),
-             "clOrdId": o.client_id, "tag": o.extra.get("tag", ""),
-             "px": inst.px(o.ticks) if o.order_type != "MARKET" else "", "pxUsd": "", "pxVol": "", "pxType": "",
-             "sz": inst.qty(o.lots) if o.lots < 10**15 else "", "notionalUsd": "", "ordType": ord_type,
-             "side": "buy" if o.side == BUY else "sell", "posSide": "", "tdMode": "cash",
-             "accFillSz": inst.qty(o.filled_lots), "fillNotionalUsd": "",
-             "avgPx": f"{avg:.{inst.px_dec + 4}f}".rstrip("0").rstrip(".") if o.filled_lots else "0",
-             "state": state, "lever": "", "pnl": "0", "feeCcy": o.fee_asset,
-             "fee": f"{-o.fee:.10f}".rstrip("0").rstrip(".") if o.fee else "0", "rebateCcy": o.fee_asset,
-             "rebate": "0", "category": "normal", "uTime": str(o.update_ms), "cTime": str(o.create_ms),
-             "source": "", "reduceOnly": "false", "cancelSource": o.extra.get("cancelSource", ""),
-             "cancelSourceReason": o.extra.get("cancelSourceReason", ""), "quickMgnType": "",
-             "stpId": "", "stpMode": "cancel_maker", "attachAlgoClOrdId": "", "lastPx": "",
-             "isTpLimit": "false", "linkedAlgoOrd": {"algoId": ""}, "attachAlgoOrds": [], "algoClOrdId": "",
-             "algoId": "", "amendResult": o.extra.get("amendResult", ""), "reqId": o.extra.get("reqId", ""),
-             "amendSource": "", "code": "0", "msg": "", "tradeQuoteCcy": inst.quote,
-             "fillPx": "", "tradeId": "", "fillSz": "0", "fillTime": "", "fillPnl": "0", "fillFee": "0",
-             "fillFeeCcy": "", "execType": "", "fillPxVol": "", "fillPxUsd": "", "fillMarkVol": "",
-             "fillFwdPx": "", "fillMarkPx": "", "fillIdxPx": ""}
+        ex = o.extra
+        d = _VIEW_BASE.copy()  # every key in wire order; the per-order ones are set below
+        d["instId"] = inst.venue_symbol
+        d["ordId"] = str(o.oid)
+        d["clOrdId"] = o.client_id
+        d["tag"] = ex.get("tag", "")
+        d["px"] = inst.px(o.ticks) if o.order_type != "MARKET" else ""
+        d["sz"] = inst.qty(o.lots) if o.lots < 10**15 else ""
+        d["ordType"] = ex.get("ordType", "limit")
+        d["side"] = "buy" if o.side == BUY else "sell"
+        d["accFillSz"] = inst.qty(o.filled_lots)
+        if o.filled_lots:
+            avg = o.cum_quote / inst.qty_float(o.filled_lots)
+            d["avgPx"] = f"{avg:.{inst.px_dec + 4}f}".rstrip("0").rstrip(".")
+        d["state"] = _STATES[o.status]
+        d["feeCcy"] = d["rebateCcy"] = o.fee_asset
+        if o.fee:
+            d["fee"] = f"{-o.fee:.10f}".rstrip("0").rstrip(".")
+        d["uTime"] = str(o.update_ms)
+        d["cTime"] = str(o.create_ms)
+        if ex:
+            d["cancelSource"] = ex.get("cancelSource", "")
+            d["cancelSourceReason"] = ex.get("cancelSourceReason", "")
+            d["amendResult"] = ex.get("amendResult", "")
+            d["reqId"] = ex.get("reqId", "")
+        d["linkedAlgoOrd"] = {"algoId": ""}
+        d["attachAlgoOrds"] = []
+        d["tradeQuoteCcy"] = inst.quote
         if fill is not None:
             d.update({"fillPx": inst.px(fill.ticks), "tradeId": str(fill.trade_id), "fillSz": inst.qty(fill.lots),
                       "fillTime": str(fill.ts_ms), "fillFee": f"{-fill.fee:.10f}".rstrip("0").rstrip("."),
