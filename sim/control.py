@@ -118,8 +118,9 @@ class ControlApp(App):
             interval = int(b.get("interval_ms", 500))
             if b.get("on", True) and interval < 1:
                 raise ValueError("interval_ms must be >= 1")
-            sim.set_trigger(bool(b.get("on", True)), interval, float(b.get("jump_bps", 50.0)), sym)
-            return _json({"trigger_ms": sim.trigger_ms, "jump_bps": sim.trigger_jump_bps})
+            sim.set_trigger(bool(b.get("on", True)), interval, float(b.get("jump_bps", 50.0)), sym,
+                            bool(b.get("load", False)))
+            return _json({"trigger_ms": sim.trigger_ms, "jump_bps": sim.trigger_jump_bps, "load": sim.trigger_load})
         if p == "/probe" and m == "GET":
             return _json(sim.probe_snapshot(req.args.get("clear") in ("1", "true")))
         if p == "/stats" and m == "GET":

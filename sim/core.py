@@ -50,6 +50,7 @@ class Simulator:
         self.trigger_jump_bps = cfg.trigger_jump_bps
         self.trigger_symbol: str | None = None
         self.trigger_sign = 1
+        self.trigger_load = False  # trigger mode: the other symbols keep generating at `rate`
         self.probe_md_records: collections.deque[dict] = collections.deque(maxlen=100_000)
         self.probe_order_records: collections.deque[tuple] = collections.deque(maxlen=100_000)
         self.probe_orders_total = 0  # order records ever appended (the deque keeps the last 100k)
@@ -140,20 +141,25 @@ class Simulator:
             if self.paused:
                 credit = 0.0
                 continue
+            gen = syms
             if self.trigger_ms > 0:
-                credit = 0.0
                 if now >= next_jump:
                     if next_jump:
                         self._jump()
                     next_jump = now + self.trigger_ms / 1000.0
-                continue
-            next_jump = 0.0
+                gen = [st for st in syms if st.symbol != self.trigger_symbol] if self.trigger_load else []
+                if not gen:
+                    credit = 0.0
+                    continue
+            else:
+                next_jump = 0.0
             credit += self.rate * dt
             # never spend more than ~20 ms of one loop turn generating
             budget_end = time.perf_counter() + 0.02
             while credit >= 1.0:
-                st = syms[rr]
-                rr = (rr + 1) % len(syms)
+                rr %= len(gen)
+                st = gen[rr]
+                rr += 1
                 credit -= self._step_symbol(st, None)
                 if time.perf_counter() > budget_end:
                     credit = min(credit, self.rate * 0.05)
@@ -205,10 +211,12 @@ class Simulator:
         for app in self.venues.values():
             app.dispatch_events()
 
-    def set_trigger(self, on: bool, interval_ms: int, jump_bps: float, symbol: str | None) -> None:
+    def set_trigger(self, on: bool, interval_ms: int, jump_bps: float, symbol: str | None,
+                    load: bool = False) -> None:
         self.trigger_ms = int(interval_ms) if on else 0
         self.trigger_jump_bps = float(jump_bps)
         self.trigger_symbol = symbol
+        self.trigger_load = bool(load) and on
 
     # -- probe ------------------------------------------------------------------
     def probe_md(self, venue: str, symbol: str, kind: str, seq: int) -> dict:
@@ -282,3 +290,4 @@ class Simulator:
         self.probe_order_records.clear()
         self.paused = False
         self.trigger_ms = 0
+        self.trigger_load = False
