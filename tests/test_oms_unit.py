@@ -505,3 +505,15 @@ def test_requests_sent_while_a_read_is_handled_leave_in_one_write():
     assert out == msgs
     gw.send(b"solo")  # not corked: straight to the transport
     assert sends == [b"solo"]
+
+
+def test_an_update_the_manager_cannot_apply_is_counted_not_raised():
+    class Boom(_Sink):
+        def on_update(self, gw, u):
+            raise KeyError("bug")
+
+    cfg = load(text="")
+    gw = okx.OkxGateway(cfg.venue("okx"), Instruments(), Boom())
+    gw.on_frame(b'{"id":"nabc","op":"order","code":"0","msg":"","data":[{"ordId":"1","clOrdId":"abc","sCode":"0"}]}')
+    gw.on_frame(b"{not json")
+    assert gw.bad_frames == 2 and gw.frames_in == 2

@@ -317,7 +317,13 @@ class Gateway:
         sink = self.sink
         for u in updates:
             k = u.kind
-            if k == U_LOGIN:
+            if k <= U_AMEND_REJECT:  # order updates (1..8): the hot case first
+                try:
+                    sink.on_update(self, u)
+                except Exception:  # a frame the state machine cannot use must not cost the connection
+                    self.bad_frames += 1
+                    log.exception("%s: update %r could not be applied; skipped", self.venue.key, u.kind)
+            elif k == U_LOGIN:
                 f = self._login_fut
                 if f is not None and not f.done():
                     if u.ok:
@@ -338,7 +344,11 @@ class Gateway:
                 self.close_reason = f"venue notice: {u.msg or 'reconnect requested'}"
                 sink.on_notice(self, u)
             else:
-                sink.on_update(self, u)
+                try:
+                    sink.on_update(self, u)
+                except Exception:
+                    self.bad_frames += 1
+                    log.exception("%s: update %r could not be applied; skipped", self.venue.key, u.kind)
 
     def new_future(self) -> asyncio.Future:
         return asyncio.get_running_loop().create_future()
