@@ -169,3 +169,13 @@ def test_live_mode_takes_unnamed_venues_keys_from_the_environment():
         load(text="", env=env, venues="live")
     # sim mode never needs keys
     assert load(text="", env={}, venues="sim").venue("okx").api_key == "sim-key"
+
+
+def test_docker_config_loads_and_binds_the_monitor_for_the_published_port():
+    cfg = load(os.path.join(ROOT, "docker", "config.toml"),
+               env={"DATABASE_URL": "postgresql://hft:hft@postgres:5432/hft", "REDIS_URL": "redis://redis:6379/0"})
+    assert cfg.monitor.host == "0.0.0.0" and cfg.monitor.port == 8080
+    assert cfg.database.url.startswith("postgresql://") and cfg.redis.url.startswith("redis://")
+    with open(os.path.join(ROOT, "docker-compose.yml")) as f:
+        compose = f.read()
+    assert '"127.0.0.1:8080:8080"' in compose and "shm_size" in compose
