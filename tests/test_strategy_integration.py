@@ -254,17 +254,30 @@ def test_strategy_process_stops_flat_on_sigterm(shm_prefix, journal_dir, tmp_pat
         try:
             for v in VENUES:
                 wait_until(lambda v=v: _attach(ring_name(shm_prefix, f"md-{v}")), 60, what=f"md ring {v}")
+            log_path = tmp_path / "strategy.log"
+            log_f = open(log_path, "w")  # closed in the finally below
             host = subprocess.Popen([sys.executable, "-m", "strategy.host", "--config", str(cfg_path),
-                                     "--prefix", shm_prefix, "--urls", json.dumps(sim.urls)], cwd=ROOT)
-            wait_until(lambda: all(sim.control.open_orders(v) for v in VENUES) or host.poll() is not None,
-                       120, interval_s=0.2, what="quotes on every venue")
-            assert host.poll() is None, f"strategy process exited with {host.returncode}"
+                                     "--prefix", shm_prefix, "--urls", json.dumps(sim.urls)], cwd=ROOT,
+                                    stdout=log_f, stderr=subprocess.STDOUT)
+
+            def tail():
+                log_f.flush()
+                return log_path.read_text()[-3000:]
+
+            try:
+                wait_until(lambda: all(sim.control.open_orders(v) for v in VENUES) or host.poll() is not None,
+                           120, interval_s=0.2, what="quotes on every venue")
+            except TimeoutError as e:
+                raise AssertionError(f"{e}; strategy log:\n{tail()}") from None
+            assert host.poll() is None, f"strategy process exited with {host.returncode}:\n{tail()}"
             host.send_signal(signal.SIGTERM)
             rc = host.wait(timeout=60)
-            assert rc == 0
-            assert {v: sim.control.open_orders(v) for v in VENUES} == {v: [] for v in VENUES}
+            assert rc == 0, tail()
+            assert {v: sim.control.open_orders(v) for v in VENUES} == {v: [] for v in VENUES}, tail()
         finally:
             if host is not None and host.poll() is None:
                 host.kill()
                 host.wait()
+            if host is not None:
+                log_f.close()
             _stop(feeds)
