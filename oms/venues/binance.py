@@ -42,6 +42,7 @@ from oms.venues.base import (
     Update,
     VenueOrder,
     fnum,
+    prepared_hmac,
 )
 
 VENUE = Exchange.BINANCE
@@ -137,7 +138,7 @@ class BinanceGateway(Gateway):
     def __init__(self, vcfg, instruments, sink, symbols=None) -> None:
         super().__init__(vcfg, instruments, sink, symbols)
         self._key = vcfg.api_key
-        self._mac = hmac.new(vcfg.secret_key.encode(), digestmod=hashlib.sha256)
+        self._mac = prepared_hmac(vcfg.secret_key.encode(), hashlib.sha256)
         self.ed25519 = vcfg.key_type == "ed25519"
         self._ed_key = None
         if self.ed25519:

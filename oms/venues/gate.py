@@ -42,6 +42,7 @@ from oms.venues.base import (
     Update,
     VenueOrder,
     fnum,
+    prepared_hmac,
 )
 
 VENUE = Exchange.GATE
@@ -144,7 +145,7 @@ class GateGateway(Gateway):
     def __init__(self, vcfg, instruments, sink, symbols=None) -> None:
         super().__init__(vcfg, instruments, sink, symbols)
         self._key = vcfg.api_key
-        self._mac = hmac.new(vcfg.secret_key.encode(), digestmod=hashlib.sha512)
+        self._mac = prepared_hmac(vcfg.secret_key.encode(), hashlib.sha512)
         self._seq = 0
 
     def _sig(self, payload: str) -> str:

@@ -43,6 +43,7 @@ from oms.venues.base import (
     Update,
     VenueOrder,
     fnum,
+    prepared_hmac,
 )
 
 VENUE = Exchange.OKX
@@ -124,7 +125,7 @@ class OkxGateway(Gateway):
         super().__init__(vcfg, instruments, sink, symbols)
         self._key = vcfg.api_key
         self._passphrase = vcfg.passphrase
-        self._mac = hmac.new(vcfg.secret_key.encode(), digestmod=hashlib.sha256)
+        self._mac = prepared_hmac(vcfg.secret_key.encode(), hashlib.sha256)
         self.codes: dict[str, int] = {}  # instId -> instIdCode
         self._seq = 0
 
