@@ -131,7 +131,7 @@ KEY_ENV = {
 class MarketMakingConfig:
     enabled: bool = True
     spread_bps: float = 10.0
-    order_size: float = 0.001
+    order_size: float = 0.002  # base units; 0.002 ETH clears the 5 USDT minimum notional
     max_position: float = 0.01
     symbols: list[str] = field(default_factory=lambda: ["BTC-USDT", "ETH-USDT"])
     venues: list[str] = field(default_factory=lambda: ["binance", "okx", "gate"])
