@@ -23,7 +23,7 @@ import time
 import numpy as np
 import psycopg
 
-from persist.db import EventWriter
+from persist.db import EventWriter, ParallelWriter
 from persist.drain import EventDrain
 from persist.journal import OutageJournal
 from persist.recorder import MdRecorder
@@ -47,7 +47,7 @@ def _ring(tag: str, capacity: int, lossless: bool = True, record_size: int = R.E
     return Ring.create(f"bench-{os.getpid()}-{tag}", capacity, record_size, lossless=lossless, replace=True)
 
 
-def bench_copy(url: str, n: int, batch: int, jdir: str, runs: int, start: int) -> dict:
+def bench_copy(url: str, n: int, batch: int, jdir: str, runs: int, start: int, connections: int = 1) -> dict:
     """Fills already in the events ring -> drained to PostgreSQL; wall time until all are committed."""
     cap = 1 << max(12, (n - 1).bit_length())
     rates = []
@@ -58,7 +58,7 @@ def bench_copy(url: str, n: int, batch: int, jdir: str, runs: int, start: int) -
         ring.claim_consumer()
         fills = make_fills(start + run * n, n)
         prod.write_batch(fills)
-        w = EventWriter(url, nice_backend=False)  # same priority as the baseline's backend
+        w = ParallelWriter(url, connections, nice_backend=False)  # same priority as the baseline's backend
         w.open()
         j = OutageJournal(os.path.join(jdir, f"copy{run}.jnl"))
         d = EventDrain(ring, w, j, batch_size=batch, flush_ms=50)
@@ -67,7 +67,7 @@ def bench_copy(url: str, n: int, batch: int, jdir: str, runs: int, start: int) -
         dt = time.perf_counter() - t0
         assert d.totals.rows.get("fills") == n, d.totals
         rates.append(n / dt)
-        w.close()
+        w.shutdown()
         j.close()
         prod.close()
         ring.close()
@@ -118,7 +118,7 @@ def bench_lag(url: str, rate: float, seconds: float, batch: int, flush_ms: float
     n = int(rate * seconds)
     ring = _ring("lag", 1 << 16)
     ring.claim_consumer()
-    w = EventWriter(url, nice_backend=False)  # same priority as the baseline's backend
+    w = ParallelWriter(url, 2, nice_backend=False)  # as the persist process writes
     w.open()
     j = OutageJournal(os.path.join(jdir, "lag.jnl"))
     lags: list[np.ndarray] = []
@@ -149,7 +149,7 @@ def bench_lag(url: str, rate: float, seconds: float, batch: int, flush_ms: float
         if prod.poll() not in (None, 0):
             raise RuntimeError("producer failed")
     prod.wait(60)
-    w.close()
+    w.shutdown()
     j.close()
     ring.close()
     ring.unlink()
@@ -232,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
             out["copy"] = bench_copy(surl, n_copy, args.batch_size, tmp, runs, start=0)
             print(f"copy   drain (binary COPY batches): {out['copy']['fills_per_s']:>10,.0f} fills/s  "
                   f"runs {out['copy']['runs']}")
+            out["copy_2conn"] = bench_copy(surl, n_copy, args.batch_size, tmp, runs, start=5_000_000, connections=2)
+            print(f"copy   drain, 2 connections:        {out['copy_2conn']['fills_per_s']:>10,.0f} fills/s  "
+                  f"runs {out['copy_2conn']['runs']}  (what the persist process uses)")
             out["insert"] = bench_insert(surl, n_insert, args.batch_size, start=10_000_000)
             print(f"insert baseline (row by row):       {out['insert']['fills_per_s']:>10,.0f} fills/s  "
                   f"({out['copy']['fills_per_s'] / out['insert']['fills_per_s']:.1f}x slower than copy)")

@@ -235,3 +235,67 @@ class EventWriter:
         except psycopg.errors.UniqueViolation:
             self.fallbacks += 1
             cur.execute(spec.insert_on_conflict_sql())
+
+
+class ParallelWriter:
+    """Several connections: a batch made only of fills (at least `min_split` of them) is split
+    across them and the parts are committed concurrently, so the server's COPY work uses more
+    than one core; anything else goes through the first connection. `write` returns only when
+    every part is committed. If any part fails the whole batch is reported failed: the caller
+    journals it, and the parts that did commit are dropped as duplicates when it is replayed."""
+
+    def __init__(self, url: str, connections: int = 2, nice_backend: bool = True, min_split: int = 2000) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.url = url
+        self.writers = [EventWriter(url, nice_backend) for _ in range(max(1, connections))]
+        self.min_split = min_split
+        self._pool = (ThreadPoolExecutor(max_workers=len(self.writers) - 1, thread_name_prefix="persist-writer")
+                      if len(self.writers) > 1 else None)
+
+    @property
+    def connected(self) -> bool:
+        return self.writers[0].connected
+
+    @property
+    def fallbacks(self) -> int:
+        return sum(w.fallbacks for w in self.writers)
+
+    @property
+    def backend_niced(self) -> bool:
+        return self.writers[0].backend_niced
+
+    def open(self) -> None:
+        """Opens the first connection (migrations); the others connect on their first batch."""
+        self.writers[0].open()
+
+    def close(self) -> None:
+        for w in self.writers:
+            w.close()
+
+    def shutdown(self) -> None:
+        self.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def write(self, raw: np.ndarray) -> WriteResult:
+        k = len(self.writers)
+        if k == 1 or raw.shape[0] < self.min_split or not (raw[:, 0] == R.KIND_FILL).all():
+            return self.writers[0].write(raw)
+        parts = np.array_split(raw, k)
+        assert self._pool is not None
+        futures = [self._pool.submit(w.write, p) for w, p in zip(self.writers[1:], parts[1:], strict=True)]
+        res = WriteResult()
+        err: DbUnavailable | None = None
+        try:
+            res.add(self.writers[0].write(parts[0]))
+        except DbUnavailable as e:
+            err = e
+        for f in futures:
+            try:
+                res.add(f.result())
+            except DbUnavailable as e:
+                err = err or e
+        if err is not None:
+            raise err
+        return res

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from persist.db import DbUnavailable, EventWriter, WriteResult
+from persist.db import DbUnavailable, EventWriter, ParallelWriter, WriteResult
 from persist.journal import OutageJournal
 from ringbuf.ring import Ring
 
@@ -32,7 +32,7 @@ _EMPTY = np.empty((0, 128), dtype=np.uint8)
 class EventDrain:
     """Owns the consumer side of the events ring. Call `step()` in a loop; `drain_all()` at exit."""
 
-    def __init__(self, ring: Ring, writer: EventWriter, journal: OutageJournal, batch_size: int = 5000,
+    def __init__(self, ring: Ring, writer: EventWriter | ParallelWriter, journal: OutageJournal, batch_size: int = 5000,
                  flush_ms: float = 50.0, counters=None, hot=None,
                  on_commit: Callable[[np.ndarray, int], None] | None = None,
                  max_backoff_s: float = 5.0) -> None:

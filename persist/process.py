@@ -21,7 +21,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from common.config import ConfigError, load
-from persist.db import DbUnavailable, EventWriter
+from persist.db import DbUnavailable, ParallelWriter
 from persist.drain import EventDrain
 from persist.hotstate import HotState
 from persist.journal import OutageJournal
@@ -110,7 +110,8 @@ def run_persist_process(config_path: str | None, prefix: str, database_url: str,
     hot = HotState(redis_url, namespace=prefix, counters=ctr) if redis_url else None
     journal = OutageJournal(os.path.join(journal_dir(cfg.system.data_dir), f"{prefix}-persist.jnl"),
                             fsync=pc.journal_fsync)
-    writer = EventWriter(database_url)
+    # two connections let the server's COPY work of a large fills batch use two cores (at nice 19)
+    writer = ParallelWriter(database_url, connections=min(2, cfg.database.max_connections))
     recorders = []
     md_dir = os.path.join(cfg.system.data_dir, "md") if pc.record_market_data else None
     if md_dir or hot is not None:
@@ -179,7 +180,7 @@ def run_persist_process(config_path: str | None, prefix: str, database_url: str,
         log.info("stopped (%s); %d records pending in the outage journal",
                  "all drained" if clean else "backlog left", journal.pending)
     finally:
-        writer.close()
+        writer.shutdown()
         journal.close()
         if ring is not None:
             ring.close()

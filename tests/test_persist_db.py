@@ -340,3 +340,20 @@ def test_a_server_side_fault_keeps_the_batch_instead_of_dropping_it(surl):
     assert w.write(as_raw(make_fills(10, 10))).bad == 0
     assert _count(surl) == 20
     w.close()
+
+
+@pytest.mark.integration
+def test_parallel_writer_splits_fills_and_stays_exactly_once(surl):
+    from persist.db import ParallelWriter
+
+    w = ParallelWriter(surl, connections=2, min_split=1000)
+    w.open()
+    assert w.write(as_raw(make_fills(0, 4000))).rows == {"fills": 4000}
+    assert w.writers[1].connected  # the second half went through the second connection
+    res = w.write(as_raw(make_fills(3000, 4000)))  # first 1000 already stored: that part falls back
+    assert res.rows == {"fills": 4000} and res.bad == 0 and w.fallbacks >= 1
+    w.write(np.concatenate([as_raw(make_order_events(["p"], [2])), as_raw(make_fills(7000, 3000))]))  # mixed: one connection
+    _assert_exactly_once(surl, 10_000)
+    with psycopg.connect(surl) as c:
+        assert c.execute("SELECT count(*) FROM orders").fetchone()[0] == 1
+    w.shutdown()
