@@ -148,6 +148,7 @@ def run_persist_process(config_path: str | None, prefix: str, database_url: str,
                     if ring is not None:
                         drain = EventDrain(ring, writer, journal, batch_size=pc.batch_size,
                                            flush_ms=pc.flush_ms, counters=ctr, hot=hot)
+                        drain.db_up = writer.connected  # already connected at start: no reconnect
                         log.info("draining %s", ev_name)
                 if drain is not None:
                     work += drain.step()
@@ -156,6 +157,7 @@ def run_persist_process(config_path: str | None, prefix: str, database_url: str,
                 now = time.monotonic()
                 if now >= next_flush:
                     next_flush = now + pc.flush_ms / 1e3
+                    ctr.touch()  # alive for the monitor, also before the events ring exists
                     for rec in recorders:
                         rec.flush()
                     if hot is not None:

@@ -357,3 +357,23 @@ def test_parallel_writer_splits_fills_and_stays_exactly_once(surl):
     with psycopg.connect(surl) as c:
         assert c.execute("SELECT count(*) FROM orders").fetchone()[0] == 1
     w.shutdown()
+
+
+@pytest.mark.integration
+def test_before_the_events_ring_exists_the_process_is_up_and_migrated(surl, shm_prefix, journal_dir, tmp_path):
+    from persist.process import status
+
+    persist = start_persist(tmp_path, shm_prefix, surl, _config(tmp_path))
+    try:
+        st = wait_until(lambda: (s := status(shm_prefix))["db_up"] and s, 120, what="db_up without an events ring")
+        assert st["alive"] and st["healthy"]
+        with psycopg.connect(surl) as c:
+            assert schema_version(c) == LATEST_VERSION
+        ring = Ring.create(ring_name(shm_prefix, "events"), 1 << 10, R.EVENT_RECORD_SIZE, lossless=True)
+        ring.claim_producer()
+        ring.write_batch(make_fills(0, 100))  # attached late, drained all the same
+        wait_until(lambda: _count(surl) >= 100, 120, what="fills from a ring created after start")
+        _assert_exactly_once(surl, 100)
+    finally:
+        assert stop(persist) == 0, _log(tmp_path)
+    ring.close()
