@@ -388,6 +388,7 @@ class Pipeline:
         for p in reversed(self.procs):  # strategy first: its kill switch cancels the quotes
             if p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
+        for p in reversed(self.procs):
             p.join(8)
             if p.is_alive():
                 p.kill()
@@ -481,7 +482,7 @@ def run_phase(sim, part, args, load: bool) -> dict:
             c.set_rate(args.load_rate)
         c._call("POST", "/trigger", {"on": True, "interval_ms": args.interval_ms, "jump_bps": args.jump_bps,
                                      "symbol": TRIGGER_SYMBOL, "load": load})
-        time.sleep(max(0.3, 3 * args.interval_ms / 1000))  # the book goes quiet, quotes settle
+        time.sleep(max(0.2, 3 * args.interval_ms / 1000))  # the book goes quiet, quotes settle
         c.probe(clear=True)
         part.begin()
         s0 = c.stats()
@@ -605,7 +606,7 @@ def machine() -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benches.tick_to_trade", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short phases (whole run under 45 s)")
-    ap.add_argument("--duration", type=float, default=None, help="seconds measured per phase (default 10, quick 2)")
+    ap.add_argument("--duration", type=float, default=None, help="seconds measured per phase (default 10, quick 1.5)")
     ap.add_argument("--cpus", default="", help="cores: feeds (+sim) on the first, strategy/baselines on the last")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--plot", default=None, help="write a PNG of the latency distributions here")
@@ -620,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = ap.parse_args(argv)
         if args.duration is None:
-            args.duration = 2.0 if args.quick else 10.0
+            args.duration = 1.5 if args.quick else 10.0
         if args.interval_ms is None:
             args.interval_ms = 50 if args.quick else 100
         if args.duration <= 0 or args.interval_ms < 5:

@@ -1,0 +1,375 @@
+"""Order throughput through the whole system: strategy -> risk -> OMS -> simulator, acknowledged.
+
+    python -m benches.throughput [--quick] [--duration S] [--window N] [--cpus 0,1] [--json FILE]
+                                 [--no-persist]
+
+`python run.py` (the real launcher: feed, strategy, persist with PostgreSQL, monitor) runs the
+`Flood` strategy below against a simulator this harness owns (`--sim-urls`). Flood keeps
+`--window` post-only orders per venue cycling: place far from the touch, cancel on the ack,
+place again on the cancel's answer, as fast as risk and the OMS allow (their rate limits raised
+by config). Rates are measured over the steady middle of the run from the simulator's own
+counters (requests received and acknowledged per venue) and Flood's counters; the summed RSS is
+the peak of the sum over the launcher's process tree, sampled every 0.5 s, with the simulator
+reported apart. JSON keys: orders_per_s (order requests acknowledged per second, place and
+cancel), new_orders_per_s, success_rate, rss_mb_total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from common.enums import OrderSide
+from strategy.api import Strategy, event_kind
+from strategy.orders import OrderRequest, Symbol
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENUES = ("binance", "okx", "gate")
+SYMBOL = "BTC-USDT"
+
+
+class Flood(Strategy):
+    """Keeps `window` orders per venue cycling through place -> ack -> cancel -> answer -> place,
+    3 % from the touch (post-only, never fills). Writes its counters to data_dir/flood.json
+    once a second (from the timer, off the order path)."""
+
+    name = "flood"
+    timer_ms = 50.0
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        self.window = int(os.environ.get("FLOOD_WINDOW", "64"))
+        self.path = os.path.join(cfg.system.data_dir, "flood.json")
+        self.deficit: dict[int, int] = {}
+        self.syms: dict[int, Symbol] = {}
+        self.specs: dict = {}
+        self.iid = 0
+        self.side = 1
+        self.n = {"new_sent": 0, "new_acked": 0, "new_rejected": 0, "cancel_sent": 0, "cancel_acked": 0,
+                  "cancel_rejected": 0, "denied": 0}
+        self.denied_by: dict[str, int] = {}
+        self._last_write = 0
+
+    def on_start(self, ctx):
+        self.ctx = ctx
+        self.iid = ctx.instruments.id_for(SYMBOL)
+        out = []
+        for v in ctx.venues:
+            self.syms[v] = ctx.symbol(v, self.iid)
+            self.deficit[v] = 0
+            for _ in range(self.window):
+                r = self._new(v)
+                if r is not None:
+                    out.append(r)
+                else:
+                    self.deficit[v] += 1
+        return out
+
+    def _new(self, v: int) -> OrderRequest | None:
+        st = self.ctx.state
+        k = v * st.n_instr + self.iid
+        bid, ask = st.bid_px_f[k], st.ask_px_f[k]
+        if not (0.0 < bid < ask):
+            return None
+        self.side = -self.side
+        self.n["new_sent"] += 1
+        spec = self.specs.get(v)
+        if spec is None:
+            spec = self.specs[v] = self.ctx.spec(v, self.iid)
+        if self.side > 0:
+            r = OrderRequest.new_limit(self.syms[v], OrderSide.BUY, 0.001, spec.round_px(bid * 0.97, 1),
+                                       post_only=True)
+        else:
+            r = OrderRequest.new_limit(self.syms[v], OrderSide.SELL, 0.001, spec.round_px(ask * 1.03, -1),
+                                       post_only=True)
+        r.instr_id = self.iid
+        return r
+
+    def _cancel(self, order) -> OrderRequest:
+        self.n["cancel_sent"] += 1
+        r = OrderRequest.cancel(self.syms[int(order.venue)], order.cl_ord_id)
+        r.instr_id = self.iid
+        return r
+
+    def on_order_event(self, ev):
+        kind = event_kind(ev)
+        o = ev.order
+        v = int(o.venue)
+        st = int(o.state)
+        if kind == "ACK" and st in (2, 3):  # NEW / PARTIALLY_FILLED: rests, cancel it
+            self.n["new_acked"] += 1
+            return [self._cancel(o)]
+        if kind in ("CANCELED", "EXPIRED"):
+            self.n["cancel_acked"] += 1
+        elif kind == "REJECT":
+            self.n["new_rejected"] += 1
+        elif kind == "CANCEL_REJECT":
+            self.n["cancel_rejected"] += 1
+        else:
+            return None
+        r = self._new(v)
+        if r is None:
+            self.deficit[v] += 1
+            return None
+        return [r]
+
+    def on_request_denied(self, req, reason_code, reason):
+        self.n["denied"] += 1
+        self.denied_by[reason] = self.denied_by.get(reason, 0) + 1
+        v = int(req.venue or 0)
+        if v in self.deficit:
+            self.deficit[v] += 1
+
+    def on_timer(self, now_ns):
+        out = []
+        for v, d in self.deficit.items():
+            while d > 0:
+                r = self._new(v)
+                if r is None:
+                    break
+                out.append(r)
+                d -= 1
+            self.deficit[v] = d
+        if now_ns - self._last_write > 1_000_000_000:
+            self._last_write = now_ns
+            try:
+                tmp = self.path + ".tmp"
+                with open(tmp, "w") as f:
+                    json.dump({**self.n, "denied_by": self.denied_by, "mono_ns": now_ns}, f)
+                os.replace(tmp, self.path)
+            except OSError:
+                pass
+        return out or None
+
+
+CONFIG = """
+[system]
+log_level = "WARNING"
+data_dir = "{data_dir}"
+shm_prefix = "{prefix}"
+
+[persist]
+enabled = {persist}
+record_market_data = false
+
+[monitor]
+enabled = true
+
+[strategy.market_making]
+symbols = ["{symbol}"]
+venues = ["binance", "okx", "gate"]
+
+[risk]
+max_orders_per_s = 1000000.0
+max_open_orders = 100000
+max_position = 1000.0
+max_order_notional = 1000000.0
+max_venue_notional = 100000000.0
+max_total_notional = 100000000.0
+price_band_bps = 500.0
+max_reject_rate = 1.0
+stale_md_ms = 600000.0
+"""
+
+VENUE_CFG = """
+[exchanges.{v}]
+api_key = "sim-key"
+secret_key = "sim-secret"
+passphrase = "{pp}"
+order_rate = 1000000.0
+order_burst = 1000000
+cancel_rate = 1000000.0
+cancel_burst = 1000000
+"""
+
+
+def tree_rss_mb(pid: int) -> dict[int, float]:
+    import psutil
+
+    out = {}
+    try:
+        p = psutil.Process(pid)
+        for q in [p, *p.children(recursive=True)]:
+            try:
+                out[q.pid] = q.memory_info().rss / 2**20
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        pass
+    return out
+
+
+def cpu_s(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def sim_counts(stats: dict) -> tuple[int, int, int]:
+    rec = acked = rej = 0
+    for v in VENUES:
+        s = stats["venues"][v]
+        rec += s["orders_received"]
+        acked += s["orders_acked"]
+        rej += s["orders_rejected"]
+    return rec, acked, rej
+
+
+def read_json(path: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benches.throughput", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a short run (under 45 s)")
+    ap.add_argument("--duration", type=float, default=None, help="seconds of flooding (default 60, quick 12)")
+    ap.add_argument("--window", type=int, default=64, help="orders cycling per venue")
+    ap.add_argument("--cpus", default="", help="passed to run.py --cpus (default: its own choice)")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--no-persist", action="store_true", help="run without the persist process and database")
+    a = ap.parse_args(argv)
+    duration = a.duration if a.duration is not None else (12.0 if a.quick else 60.0)
+    if duration <= 4 or a.window < 1:
+        print("throughput: --duration must be more than 4 s and --window at least 1", file=sys.stderr)
+        return 2
+
+    from benches.tick_to_trade import machine
+    from sim.testing import run_sim
+
+    info = machine()
+    print(f"throughput  {info['date']}  {info['cpu']}  {info['cores']} cores  load avg {info['load_avg']}")
+    work = tempfile.mkdtemp(prefix="thr-")
+    # the embedded database lives on between runs (a fresh initdb costs seconds); data/ is not committed
+    data_dir = os.path.join(ROOT, "data", "bench-throughput")
+    os.makedirs(data_dir, exist_ok=True)
+    prefix = f"thr{os.getpid() % 100000}"
+    cfg_path = os.path.join(work, "config.toml")
+    text = CONFIG.format(data_dir=data_dir, prefix=prefix, persist="false" if a.no_persist else "true",
+                         symbol=SYMBOL)
+    for v in VENUES:
+        text += VENUE_CFG.format(v=v, pp="sim-pass" if v == "okx" else "")
+    with open(cfg_path, "w") as f:
+        f.write(text)
+    flood_path = os.path.join(data_dir, "flood.json")
+    if os.path.exists(flood_path):
+        os.unlink(flood_path)
+    summary_path = os.path.join(work, "summary.json")
+    t_start = time.monotonic()
+    result: dict = {"machine": info, "command": "python -m benches.throughput " + " ".join(argv or sys.argv[1:]),
+                    "window_per_venue": a.window, "persist": not a.no_persist}
+    with run_sim(symbols=[SYMBOL, "ETH-USDT"], seed=1, rate=1000) as sim:
+        urls_path = os.path.join(work, "sim-urls.json")
+        with open(urls_path, "w") as f:
+            json.dump(sim.urls, f)
+        cmd = [sys.executable, "run.py", "--config", cfg_path, "--sim-urls", urls_path, "--prefix", prefix,
+               "--strategy", "benches.throughput:Flood", "--no-tui", "--monitor-port", "0",
+               "--summary", summary_path, "--status-every", "1000"]
+        if a.cpus:
+            cmd += ["--cpus", a.cpus]
+        env = dict(os.environ, FLOOD_WINDOW=str(a.window))
+        log = open(os.path.join(work, "run.log"), "w")
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            # trading starts when Flood writes its first counters
+            deadline = time.monotonic() + 120
+            while not read_json(flood_path):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    with open(os.path.join(work, "run.log")) as f:
+                        tail = f.read()[-1500:]
+                    print(f"throughput: the system did not start trading:\n{tail}", file=sys.stderr)
+                    return 1
+                time.sleep(0.2)
+            startup_s = time.monotonic() - t_start
+            warm = min(3.0, duration * 0.2)
+            time.sleep(warm)
+            s0, f0, t0 = sim.control.stats(), read_json(flood_path), time.monotonic()
+            c0 = {p: cpu_s(p) for p in tree_rss_mb(proc.pid)} | {sim.proc.pid: cpu_s(sim.proc.pid)}
+            peak_total = peak_sim = 0.0
+            per_proc: dict[int, float] = {}
+            end = t0 + duration - warm - 1.0
+            while time.monotonic() < end:
+                time.sleep(0.5)
+                rss = tree_rss_mb(proc.pid)
+                peak_total = max(peak_total, sum(rss.values()))
+                for p, r in rss.items():
+                    per_proc[p] = max(per_proc.get(p, 0.0), r)
+                peak_sim = max(peak_sim, tree_rss_mb(sim.proc.pid).get(sim.proc.pid, 0.0))
+            s1, t1 = sim.control.stats(), time.monotonic()
+            time.sleep(1.1)
+            f1 = read_json(flood_path)
+            c1 = {p: cpu_s(p) for p in c0}
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+    dt = t1 - t0
+    r0, a0, j0 = sim_counts(s0)
+    r1, a1, j1 = sim_counts(s1)
+    received, acked, rejected = r1 - r0, a1 - a0, j1 - j0
+    summ = read_json(summary_path)
+    import psutil  # noqa: F401  (names for the CPU table)
+
+    names = {}
+    for role, p in (summ.get("processes") or {}).items():
+        for pid in p.get("pids", []):
+            names[pid] = role
+    names[proc.pid] = "launcher"
+    names[sim.proc.pid] = "simulator"
+    cpu = {names.get(p, f"pid {p}"): round((c1.get(p, 0) - c0[p]) / dt, 2) for p in c0}
+    new_acked = f1.get("new_acked", 0) - f0.get("new_acked", 0)
+    result.update({
+        "orders_per_s": round(acked / dt),
+        "new_orders_per_s": round(new_acked / max(dt + 1.1, 1e-9)),
+        "requests_received_per_s": round(received / dt),
+        "success_rate": round(acked / received, 5) if received else None,
+        "rejected": rejected,
+        "rss_mb_total": round(peak_total, 1),
+        "rss_mb_by_process": {names.get(p, f"pid {p}"): round(r, 1) for p, r in per_proc.items()},
+        "simulator_rss_mb": round(peak_sim, 1),
+        "cpu_per_s_by_process": cpu,
+        "flood": f1,
+        "oms_summary": {k: (summ.get("orders") or {}).get(k) for k in ("sent", "acked", "rejected", "unknown",
+                                                                        "success_rate", "ack_latency_us")},
+        "measured_s": round(dt, 1), "startup_s": round(startup_s, 1),
+        "wall_s": round(time.monotonic() - t_start, 1),
+    })
+    result["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"  order requests acknowledged by the simulator: {result['orders_per_s']:,}/s "
+          f"(received {result['requests_received_per_s']:,}/s, new orders {result['new_orders_per_s']:,}/s)")
+    sr = result["success_rate"]
+    print(f"  success rate (acked / received at the sim): {sr if sr is None else f'{sr * 100:.3f} %'}"
+          f"  rejected {rejected}  denied by risk/OMS {f1.get('denied', 0)}")
+    print(f"  summed RSS (launcher tree, peak) {result['rss_mb_total']} MB; simulator {result['simulator_rss_mb']} MB")
+    print("  CPU seconds per second:", ", ".join(f"{k} {v}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
+    print(f"  measured {result['measured_s']} s after {result['startup_s']} s start-up; wall {result['wall_s']} s;"
+          f" load average at end {result['machine']['load_avg_end']}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"  json: {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
