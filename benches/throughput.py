@@ -215,6 +215,16 @@ def cpu_s(pid: int) -> float:
         return 0.0
 
 
+def schedstat(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of a process's main thread."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            run_ns, wait_ns, _ = f.read().split()
+        return int(run_ns) / 1e9, int(wait_ns) / 1e9
+    except (OSError, ValueError):
+        return 0.0, 0.0
+
+
 def sim_counts(stats: dict) -> tuple[int, int, int]:
     rec = acked = rej = 0
     for v in VENUES:
@@ -299,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(warm)
             s0, f0, t0 = sim.control.stats(), read_json(flood_path), time.monotonic()
             c0 = {p: cpu_s(p) for p in tree_rss_mb(proc.pid)} | {sim.proc.pid: cpu_s(sim.proc.pid)}
+            w0 = {p: schedstat(p) for p in c0}
             peak_total = peak_sim = 0.0
             per_proc: dict[int, float] = {}
             end = t0 + duration - warm - 1.0
@@ -313,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1.1)
             f1 = read_json(flood_path)
             c1 = {p: cpu_s(p) for p in c0}
+            w1 = {p: schedstat(p) for p in c0}
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
@@ -336,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     names[proc.pid] = "launcher"
     names[sim.proc.pid] = "simulator"
     cpu = {names.get(p, f"pid {p}"): round((c1.get(p, 0) - c0[p]) / dt, 2) for p in c0}
+    waiting = {names.get(p, f"pid {p}"): round((w1[p][1] - w0[p][1]) / dt, 2) for p in c0}
     new_acked = f1.get("new_acked", 0) - f0.get("new_acked", 0)
     result.update({
         "orders_per_s": round(acked / dt),
@@ -347,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss_mb_by_process": {names.get(p, f"pid {p}"): round(r, 1) for p, r in per_proc.items()},
         "simulator_rss_mb": round(peak_sim, 1),
         "cpu_per_s_by_process": cpu,
+        "runqueue_wait_per_s_by_process": waiting,
         "flood": f1,
         "oms_summary": {k: (summ.get("orders") or {}).get(k) for k in ("sent", "acked", "rejected", "unknown",
                                                                         "success_rate", "ack_latency_us")},
@@ -362,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
           f"  rejected {rejected}  denied by risk/OMS {f1.get('denied', 0)}")
     print(f"  summed RSS (launcher tree, peak) {result['rss_mb_total']} MB; simulator {result['simulator_rss_mb']} MB")
     print("  CPU seconds per second:", ", ".join(f"{k} {v}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
+    print("  runnable but waiting for a CPU, s per s (main thread):",
+          ", ".join(f"{k} {v}" for k, v in sorted(waiting.items(), key=lambda kv: -kv[1])))
     print(f"  measured {result['measured_s']} s after {result['startup_s']} s start-up; wall {result['wall_s']} s;"
           f" load average at end {result['machine']['load_avg_end']}")
     if a.json:

@@ -486,6 +486,10 @@ def run_phase(sim, part, args, load: bool) -> dict:
         c.probe(clear=True)
         part.begin()
         s0 = c.stats()
+        from benches.throughput import cpu_s, schedstat
+
+        watched = {"sim": sim.proc.pid, **{f"p{i}": pid for i, pid in enumerate(part.pids())}}
+        w0 = {k: (schedstat(p), cpu_s(p)) for k, p in watched.items()}
         t_begin = time.monotonic()
         rss = {}
         deadline = t_begin + args.duration
@@ -497,6 +501,7 @@ def run_phase(sim, part, args, load: bool) -> dict:
         probe = c.probe()
         s1 = c.stats()
         elapsed = time.monotonic() - t_begin
+        w1 = {k: (schedstat(p), cpu_s(p)) for k, p in watched.items()}
         c.trigger(False)
         c.set_rate(args.base_rate)
         part.end()
@@ -513,6 +518,9 @@ def run_phase(sim, part, args, load: bool) -> dict:
     res["md_frames_per_s"] = round(frames / elapsed)
     res["startup_s"] = round(startup_s, 1)
     res["rss_mb"] = round(sum(rss.values()), 1)
+    names = {"sim": "simulator", "p0": "feed" if isinstance(part, Pipeline) else part.name, "p1": "strategy"}
+    res["cpu_per_s"] = {names[k]: round((w1[k][1] - w0[k][1]) / elapsed, 2) for k in w0}
+    res["runqueue_wait_per_s"] = {names[k]: round((w1[k][0][1] - w0[k][0][1]) / elapsed, 3) for k in w0}
     res["samples_us"] = [round(x / 1e3, 1) for x in samples]
     if isinstance(part, Pipeline):
         res["order_to_ack"] = hdr_summary(part.ack_ns)
@@ -711,6 +719,10 @@ def main(argv: list[str] | None = None) -> int:
             a, b = r["order_to_ack"], r["order_to_ack_new_oms"]
             print(f"  order-to-ack {name:28} all ops p50 {fmt(a['p50_us'])} p99 {fmt(a['p99_us'])} us (n={a['count']});"
                   f" new orders (OMS clock) p50 {fmt(b['p50_us'])} p99 {fmt(b['p99_us'])} us (n={b['count']})")
+    for name, r in rows:
+        w = r.get("runqueue_wait_per_s", {})
+        print(f"  CPU s/s {name:24} " + "  ".join(f"{k} {v}" for k, v in r.get("cpu_per_s", {}).items())
+              + " | runnable, waiting for a CPU s/s " + "  ".join(f"{k} {v}" for k, v in w.items()))
     for name, r in rows:
         if r.get("stages"):
             s = r["stages"]
