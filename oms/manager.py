@@ -524,7 +524,7 @@ class OrderManager:
 
     # ---------------------------------------------------------------- state changes
     def _set_state(self, o: Order, st: OrderState, kind: EventKind, reason: Reason = Reason.NONE,
-                   latency_us: float = 0.0) -> bool:
+                   latency_us: float = 0.0, notify: bool = True) -> bool:
         cur = o.state
         if cur == st:
             return False
@@ -547,7 +547,7 @@ class OrderManager:
             self.n["unknown"] += 1
             if self._ctr:
                 self.counters.inc(self._ctr["oms_unknown"])
-        self._record(o, kind, reason, latency_us)
+        self._record(o, kind, reason, latency_us, notify=notify)
         if o.waiters and st not in _PENDING:
             for f in o.waiters:
                 if not f.done():
@@ -556,7 +556,7 @@ class OrderManager:
         return True
 
     def _record(self, o: Order, kind: EventKind, reason: Reason = Reason.NONE, latency_us: float = 0.0,
-                flags: int = 0) -> None:
+                flags: int = 0, notify: bool = True) -> None:
         o.event_seq += 1
         o.last_update_ns = time.perf_counter_ns()
         ring = self.ring
@@ -565,7 +565,7 @@ class OrderManager:
                        int(o.state), int(reason or o.reason) & 0xFF, time.time_ns(), 0, o.event_seq, o.px, o.qty,
                        o.filled_qty, o.avg_px, o.cl_ord_id.encode()[:32], o.venue_ord_id.encode()[:24],
                        int(o.ord_type), int(o.tif), o.strategy_id & 0xFF, int(kind) & 0xFF, latency_us)
-        if self.listeners:
+        if notify and self.listeners:
             ev = OrderEvent(o, kind, reason=reason or o.reason, ts_ns=o.last_update_ns)
             for fn in self.listeners:
                 try:
@@ -604,6 +604,18 @@ class OrderManager:
                        pos.avg_px, pos.realized_pnl, pos.unrealized_pnl(), pos.fees, pos.mark_px)
         if o.state.is_terminal:
             self.n["late_fills"] += 1
+        # the fill moves the state unless a cancel/amend is pending (then only a full fill does);
+        # that change is recorded, and listeners get exactly one FILL event per trade, after it
+        full = o.filled_qty >= o.qty - _EPS
+        cur = o.state
+        if full and not cur.is_terminal:
+            self._set_state(o, S.FILLED, EventKind.FILL, notify=False)
+        elif not full and cur in (S.NEW, S.PENDING_NEW):
+            self._set_state(o, S.PARTIALLY_FILLED, EventKind.FILL, notify=False)
+        elif cur in (S.PENDING_CANCEL, S.PENDING_AMEND, S.UNKNOWN) and o.prev_state in (S.NEW, S.PENDING_NEW):
+            o.prev_state = S.PARTIALLY_FILLED
+        elif cur == S.PARTIALLY_FILLED:
+            self._record(o, EventKind.FILL, notify=False)  # filled_qty / avg_px moved: persist it
         if self.listeners:
             ev = OrderEvent(o, EventKind.FILL, q, px, fee_quote, u.liquidity, tid, ts_ns=now)
             for fn in self.listeners:
@@ -611,17 +623,6 @@ class OrderManager:
                     fn(ev)
                 except Exception:
                     log.exception("order listener failed")
-        # the fill moves the state unless a cancel/amend is pending (then only a full fill does)
-        full = o.filled_qty >= o.qty - _EPS
-        cur = o.state
-        if full and not cur.is_terminal:
-            self._set_state(o, S.FILLED, EventKind.FILL)
-        elif not full and cur in (S.NEW, S.PENDING_NEW):
-            self._set_state(o, S.PARTIALLY_FILLED, EventKind.FILL)
-        elif cur in (S.PENDING_CANCEL, S.PENDING_AMEND, S.UNKNOWN) and o.prev_state in (S.NEW, S.PENDING_NEW):
-            o.prev_state = S.PARTIALLY_FILLED
-        elif cur == S.PARTIALLY_FILLED:
-            self._record(o, EventKind.FILL)  # filled_qty / avg_px moved: persist it
         return True
 
     def _apply_venue_state(self, o: Order, st: OrderState, kind: EventKind, reason: Reason,

@@ -18,7 +18,15 @@ from common.config import load
 from common.enums import Exchange, OrderSide, OrderState
 from common.instruments import Instruments
 from oms import OrderManager, OrderRequest, Reason, Symbol, apply_sim_urls
-from ringbuf.records import EVENT_RECORD_SIZE, KIND_ORDER_EVENT, ORDER_EVENT_DTYPE
+from ringbuf.records import (
+    EVENT_RECORD_SIZE,
+    FILL_DTYPE,
+    KIND_FILL,
+    KIND_ORDER_EVENT,
+    KIND_POSITION,
+    ORDER_EVENT_DTYPE,
+    POSITION_DTYPE,
+)
 from ringbuf.ring import Ring
 
 pytestmark = pytest.mark.integration
@@ -134,9 +142,12 @@ def test_place_amend_cancel(fresh, venue, shm_prefix):
 
 
 @pytest.mark.parametrize("venue", VENUES, ids=lambda v: v.key)
-def test_partial_fill_ioc_post_only(fresh, venue):
+def test_partial_fill_ioc_post_only(fresh, venue, shm_prefix):
     async def main():
-        om = OrderManager(make_cfg(fresh), Instruments(["BTC-USDT", "ETH-USDT"]))
+        ring = Ring.create(f"{shm_prefix}-ev", 4096, EVENT_RECORD_SIZE, lossless=True)
+        ring.claim_producer()
+        ring.claim_consumer()
+        om = OrderManager(make_cfg(fresh), Instruments(["BTC-USDT", "ETH-USDT"]), events_ring=ring)
         await om.start([venue])
         fills = []
         om.add_listener(lambda e: fills.append(e) if e.kind.name == "FILL" else None)
@@ -168,6 +179,18 @@ def test_partial_fill_ioc_post_only(fresh, venue):
         assert len({f.trade_id for f in fills}) == len(fills)  # no fill applied twice
         assert pos.qty == pytest.approx(o.filled_qty + i.filled_qty)
         await om.stop(cancel_all=True)
+        # every fill is one FILL record (unique trade id: the persistence key) and a POSITION snapshot
+        raw = ring.peek_batch(4096).copy()
+        ring.advance(len(raw))
+        kinds = raw[:, 0]
+        fill_recs = raw[kinds == KIND_FILL].view(FILL_DTYPE).ravel()
+        pos_recs = raw[kinds == KIND_POSITION].view(POSITION_DTYPE).ravel()
+        assert len(fill_recs) == len(fills) == len(pos_recs) > 0
+        assert len(set(fill_recs["trade_id"])) == len(fill_recs)
+        assert fill_recs["qty"].sum() == pytest.approx(o.filled_qty + i.filled_qty)
+        assert pos_recs[-1]["position"] == pytest.approx(pos.qty)
+        ring.close()
+        ring.unlink()
 
     run(main())
 
