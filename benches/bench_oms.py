@@ -30,6 +30,9 @@ class _Sink:
     def on_update(self, gw, u):
         pass
 
+    def known_state(self, cl, st):
+        return False
+
     def on_gateway_down(self, gw, r, w):
         pass
 

@@ -780,6 +780,11 @@ class OrderManager:
                                     EventKind.AMEND_REJECT, u.reason)
             self._fail_replacement(o, u.reason)
 
+    def known_state(self, cl: str, st: OrderState) -> bool:
+        """For the gateways' pre-parse filter: is `cl` already in state `st` with its venue id known?"""
+        o = self.orders.get(cl)
+        return o is not None and o.state is st and bool(o.venue_ord_id)
+
     def _fail_replacement(self, o: Order, reason: Reason) -> None:
         new_cl = self._replacements.pop(o.cl_ord_id, None)
         if new_cl:

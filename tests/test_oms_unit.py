@@ -60,6 +60,9 @@ class _Sink:
     def on_update(self, gw, u):
         pass
 
+    def known_state(self, cl, st):
+        return False
+
     def on_gateway_down(self, gw, reason, was):
         pass
 
@@ -517,3 +520,40 @@ def test_an_update_the_manager_cannot_apply_is_counted_not_raised():
     gw.on_frame(b'{"id":"nabc","op":"order","code":"0","msg":"","data":[{"ordId":"1","clOrdId":"abc","sCode":"0"}]}')
     gw.on_frame(b"{not json")
     assert gw.bad_frames == 2 and gw.frames_in == 2
+
+
+@pytest.mark.parametrize("venue", [Exchange.BINANCE, Exchange.OKX, Exchange.GATE], ids=lambda v: v.key)
+def test_redundant_pushes_skipped_before_parsing_change_nothing(venue):
+    """Frames the simulator sends for one IOC order: with the pre-parse filter on and off, the
+    order ends in the same state with the same events; only repeats are skipped."""
+    from benches.bench_oms import ANSWER_FRAMES
+    from benches.bench_oms import _manager as bench_manager
+
+    results = []
+    for use_filter in (True, False):
+        om = bench_manager(venue)
+        gw = om._venues[venue].gw
+        if not use_filter:
+            gw.redundant = lambda data: False
+        events = []
+        om.add_listener(lambda e, events=events: events.append((e.kind, e.order.state)))
+        o = Order("Vc8test0001", venue, 1, "BTC-USDT", OrderSide.BUY, 48000.0, 0.001)
+        o.sent_ns = 1
+        om.orders[o.cl_ord_id] = o
+        for f in ANSWER_FRAMES[venue.key]:
+            gw.on_frame(f.replace("{cl}", o.cl_ord_id).encode())
+        results.append((o.state, o.reason, o.venue_ord_id, o.event_seq, events, gw.redundant_frames))
+    on, off = results
+    assert on[:5] == off[:5] and on[0].is_terminal
+    if venue != Exchange.GATE:
+        assert on[5] >= 1 and off[5] == 0
+    # a push with a trade is never skipped
+    om, gw = _manager()
+    o = _order(om, "f1", qty=1.0)
+    om.on_update(gw, Update(U_ACK, cl_ord_id="f1", venue_ord_id="5", state=S.NEW))
+    trade = (b'{"subscriptionId":0,"event":{"e":"executionReport","E":1,"s":"BTCUSDT","c":"f1","S":"BUY",'
+             b'"o":"LIMIT","f":"GTC","q":"1","p":"100","C":"","x":"TRADE","X":"PARTIALLY_FILLED","i":5,'
+             b'"l":"0.5","z":"0.5","L":"100","n":"0","N":"USDT","T":1,"t":9,"m":true,"Z":"50"}}')
+    assert not gw.redundant(trade)
+    gw.on_frame(trade)
+    assert o.filled_qty == 0.5 and o.state == S.PARTIALLY_FILLED

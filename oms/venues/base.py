@@ -119,6 +119,17 @@ class GatewayError(Exception):
     """Login, subscription or REST failure (message safe to log: no credentials)."""
 
 
+def field(data: bytes, key: bytes) -> bytes | None:
+    """The string value after `key` (which ends with the value's opening quote), or None.
+    For byte-level checks of flat venue pushes whose values carry no escapes (ids, enums)."""
+    i = data.find(key)
+    if i < 0:
+        return None
+    i += len(key)
+    j = data.find(b'"', i)
+    return data[i:j] if j >= 0 else None
+
+
 def prepared_hmac(key: bytes, digestmod):
     """An HMAC object keyed once; sign each message with `.copy()`, `.update()`, `.hexdigest()`.
     The OpenSSL-backed object under `hmac.HMAC` copies in C, several times faster than the
@@ -202,6 +213,7 @@ class Gateway:
         self._pending_subs = 0
         self.frames_in = 0
         self.bad_frames = 0
+        self.redundant_frames = 0
         self.last_rx_ns = 0
         self.clock_offset_ms = 0  # venue time - local time
         self.connects = 0
@@ -319,6 +331,9 @@ class Gateway:
         self.last_rx_ns = time.monotonic_ns()
         if self._on_frame_hook is not None:
             self._on_frame_hook(data)
+        if self.redundant(data):
+            self.redundant_frames += 1
+            return
         try:
             updates = self.decode(data)
         except Exception:  # malformed frame: count, skip, never crash the loop
@@ -360,6 +375,11 @@ class Gateway:
                 except Exception:
                     self.bad_frames += 1
                     log.exception("%s: update %r could not be applied; skipped", self.venue.key, u.kind)
+
+    def redundant(self, data: bytes) -> bool:
+        """True for a private push that only repeats what the manager already knows (same order,
+        same state, no trade): skipped before JSON parsing. Venues override; when unsure: False."""
+        return False
 
     def new_future(self) -> asyncio.Future:
         return asyncio.get_running_loop().create_future()

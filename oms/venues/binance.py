@@ -41,6 +41,7 @@ from oms.venues.base import (
     GatewayError,
     Update,
     VenueOrder,
+    field,
     fnum,
     prepared_hmac,
 )
@@ -64,6 +65,7 @@ STATES = {
     "REJECTED": OrderState.REJECTED, "EXPIRED": OrderState.EXPIRED, "EXPIRED_IN_MATCH": OrderState.EXPIRED,
 }
 
+_STATES_B = {k.encode(): v for k, v in STATES.items()}
 SIDES = {1: "BUY", -1: "SELL"}
 
 
@@ -239,6 +241,20 @@ class BinanceGateway(Gateway):
     # -- decoding -------------------------------------------------------------------
     def decode(self, data: bytes) -> list[Update]:
         return decode(data)
+
+    def redundant(self, data: bytes) -> bool:
+        if not data.startswith(b'{"subscriptionId":') or b'"e":"executionReport"' not in data[:96]:
+            return False
+        x = field(data, b'"x":"')
+        if x is None or x == b"TRADE" or x == b"REPLACED":
+            return False
+        st = _STATES_B.get(field(data, b'"X":"'))
+        cl = field(data, b'"c":"')
+        if x == b"CANCELED":
+            orig = field(data, b'"C":"')
+            if orig:
+                cl = orig
+        return st is not None and bool(cl) and self.sink.known_state(cl.decode(), st)
 
     # -- REST ----------------------------------------------------------------------
     def _signed_query(self, params: dict) -> str:

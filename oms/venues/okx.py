@@ -42,6 +42,7 @@ from oms.venues.base import (
     GatewayError,
     Update,
     VenueOrder,
+    field,
     fnum,
     prepared_hmac,
 )
@@ -66,6 +67,7 @@ def iso_ms(epoch_ms: int) -> str:
 STATES = {"live": OrderState.NEW, "partially_filled": OrderState.PARTIALLY_FILLED, "filled": OrderState.FILLED,
           "canceled": OrderState.CANCELED, "mmp_canceled": OrderState.CANCELED}
 
+_STATES_B = {k.encode(): v for k, v in STATES.items()}
 _RATE = {"50011", "50061", "60014", "50040"}
 _TIMESTAMP = {"50102", "60004", "60006", "50112"}
 _SIG = {"50113", "60007"}
@@ -174,6 +176,17 @@ class OkxGateway(Gateway):
 
     def decode(self, data: bytes) -> list[Update]:
         return decode(data)
+
+    def redundant(self, data: bytes) -> bool:
+        if not data.startswith(b'{"arg":{"channel":"orders"') or data.count(b'"clOrdId":"') != 1:
+            return False
+        if field(data, b'"fillSz":"') not in (None, b"", b"0") or field(data, b'"tradeId":"'):
+            return False
+        if field(data, b'"amendResult":"') not in (None, b"", b"-1"):
+            return False
+        st = _STATES_B.get(field(data, b'"state":"'))
+        cl = field(data, b'"clOrdId":"')
+        return st is not None and bool(cl) and self.sink.known_state(cl.decode(), st)
 
     # -- REST ----------------------------------------------------------------------
     async def _call(self, method: str, path: str, body: dict | None = None, signed: bool = True):
