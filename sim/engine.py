@@ -257,6 +257,17 @@ class Engine:
             events.append(("new", o, None))
             events.append(("expired", o, None))
             return ""
+        if not takes and (market or o.tif == "IOC"):
+            # nothing to take (the usual far-from-market IOC): it expires at once, so skip the
+            # lock, the book entry and the close that would undo them; the same events and state
+            self.stats["placed"] += 1
+            events.append(("new", o, None))
+            o.reason = NO_LIQUIDITY
+            o.status = "EXPIRED"
+            o.update_ms = now_ms()
+            self._remember(o)
+            events.append(("expired", o, None))
+            return ""
         bal[0] -= need
         bal[1] += need
         o.locked = need

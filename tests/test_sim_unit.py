@@ -354,3 +354,58 @@ def test_engine_many_resting_orders_trade_reaches_only_its_prefix():
     near, _ = _place(eng, BUY, 99990, 100)
     _trade(book, eng, SELL, 99980, 50)
     assert near.filled_lots == 50 and all(o.filled_lots == 0 for o in far)
+
+
+def test_order_push_templates_equal_dict_dumps():
+    """Order pushes and results are formatted from templates on the hot path; they must be the
+    bytes orjson makes of the reference dicts, for every kind of event and awkward free text."""
+    import itertools
+
+    import orjson
+
+    from sim import SimConfig, Simulator
+
+    sim = Simulator(SimConfig(symbols=["BTC-USDT", "ETH-USDT"], seed=4, port_base=0))
+    st = sim.market.symbols["BTC-USDT"]
+    cases = []
+    for v in ("binance", "okx", "gate"):
+        eng = sim.engines[v]
+        book = st.books[v]
+        inst = book.inst
+        lots = inst.min_lots * 40
+        orders = [
+            eng.new_order("sim-key", inst, BUY, book.best_bid() - 5, lots, "GTC", False, "resting1"),
+            eng.new_order("sim-key", inst, BUY, book.best_ask() + 3, lots * 50, "IOC", False, "taker-2"),
+            eng.new_order("sim-key", inst, SELL, book.best_bid() - 3, lots, "GTC", False, "t-sell_3"),
+            eng.new_order("sim-key", inst, BUY, book.best_ask() + 500, lots, "IOC", False, ""),
+            eng.new_order("sim-key", inst, BUY, 0, 10**15, "IOC", False, "mkt", "MARKET"),
+        ]
+        orders[4].quote_qty = 50.0
+        for o in orders:
+            eng.place(o)
+        orders[0].extra.update({"tag": 'we"ird\\tag\n', "reqId": "réq\u2028", "cancelSource": "1",
+                                "cancelSourceReason": "Order canceled by system", "amendResult": "0",
+                                "cancel_cid": 'new"cid', "amend_text": "a\tb", "amount_str": "5e1",
+                                "ordType": "post_only", "tif": "poc", "finish_as": "cancelled"})
+        orders[0].orig_client_id = "orig-1"
+        eng.cancel(orders[0])
+        orders[2].extra["tag"] = "plain"
+        cases += [(v, kind, o, f) for kind, o, f in eng.events]
+        eng.events = []
+    assert {k for _, k, _, _ in cases} >= {"new", "trade", "canceled", "expired"}
+    assert any(f is not None and f.maker is False for _, _, _, f in cases)
+    bn, ok, gt = sim.venues["binance"], sim.venues["okx"], sim.venues["gate"]
+    for v, kind, o, fill in cases:
+        if v == "binance":
+            bn._anon = itertools.count(7)
+            ref = orjson.dumps(bn.execution_report(kind, o, fill, 1234))
+            bn._anon = itertools.count(7)
+            assert bn.execution_report_json(kind, o, fill, 1234).encode() == ref
+        elif v == "okx":
+            ref = orjson.dumps({"arg": {"channel": "orders", "instType": "SPOT", "uid": o.api_key},
+                                "data": [ok.order_view(o, fill)]})
+            assert ok.order_push_json(o, fill).encode() == ref
+        else:
+            assert gt.order_view_json(o).encode() == orjson.dumps(gt.order_view(o))
+            for event in ("put", "update", "finish"):
+                assert gt.order_view_json(o, event).encode() == orjson.dumps(gt.push_view(o, event))

@@ -6,8 +6,11 @@ order entry in its own wire format.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from sim.engine import Engine, Order
 from sim.market import Book, Instrument
@@ -17,6 +20,16 @@ if TYPE_CHECKING:
     from sim.core import Simulator
 
 MAX_SUBS_PER_CONN = 1024
+
+_PLAIN_STR = re.compile(r"[A-Za-z0-9 ._:/@#+=,;!?*()<>|~^$%&'\[\]{}-]*").fullmatch
+
+
+def json_str(s: str) -> str:
+    """orjson.dumps(s).decode(): a JSON string literal, without the call for plain ASCII text
+    (what byte templates of order pushes put client-chosen strings through)."""
+    if s.isalnum() or _PLAIN_STR(s):  # non-ASCII letters pass isalnum: orjson writes them raw too
+        return '"' + s + '"'
+    return orjson.dumps(s).decode()
 
 
 def pair_levels(inst: Instrument, levels: Any) -> str:

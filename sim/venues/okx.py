@@ -20,7 +20,7 @@ from sim import auth
 from sim.engine import BUY, DUPLICATE_CLIENT_ID, INSUFFICIENT_BALANCE, SELL, WOULD_TAKE, Order
 from sim.market import Book, Instrument
 from sim.server import Request, Response, text_frame
-from sim.venues.base import VenueApp, VenueSession
+from sim.venues.base import VenueApp, VenueSession, json_str
 
 CL_ORD_RE = re.compile(r"^[a-zA-Z0-9]{1,32}$")
 PUBLIC_CHANNELS = ("bbo-tbt", "books", "trades", "books5", "tickers")
@@ -58,6 +58,9 @@ _VIEW_BASE: dict[str, Any] = {
     "reqId": "", "amendSource": "", "code": "0", "msg": "", "tradeQuoteCcy": "", "fillPx": "", "tradeId": "",
     "fillSz": "0", "fillTime": "", "fillPnl": "0", "fillFee": "0", "fillFeeCcy": "", "execType": "",
     "fillPxVol": "", "fillPxUsd": "", "fillMarkVol": "", "fillFwdPx": "", "fillMarkPx": "", "fillIdxPx": ""}
+
+
+_EMPTY = '""'  # an empty JSON string (f-strings here cannot nest the quote they are written in)
 
 
 def level_count(lots: int) -> int:
@@ -134,6 +137,7 @@ class OkxApp(VenueApp):
         self._cs_memo: dict[Book, dict[int, str]] = {}  # book -> key -> `px:sz` of every level
         self._keys: dict[str, tuple[str, ...]] = {}
         self.books_sent_ns: dict[str, int] = {}  # symbol -> when its last books update was generated
+        self._uid_json: dict[str, str] = {}  # api key -> its JSON string (order pushes)
 
     def reset(self) -> None:
         for h in self.dead_man.values():
@@ -452,14 +456,69 @@ class OkxApp(VenueApp):
                       "lastPx": inst.px(fill.ticks)})
         return d
 
+    def order_push_json(self, o: Order, fill: Any = None) -> str:
+        """orjson.dumps({"arg": {...}, "data": [order_view(o, fill)]}) formatted from a template:
+        two of these go out per order on a connection with the orders channel, and copying then
+        dumping a 70-key dict was ~40 % of the order path (a unit test holds the two equal).
+        Client ids, order types and currencies were validated on entry and go in as they are;
+        free text (tag, reqId, the api key) goes through json_str."""
+        inst = o.inst
+        ex = o.extra
+        pc, qc = inst._px_cache, inst._qty_cache
+        px = (pc.get(o.ticks) or inst.px(o.ticks)) if o.order_type != "MARKET" else ""
+        sz = (qc.get(o.lots) or inst.qty(o.lots)) if o.lots < 10**15 else ""
+        filled = o.filled_lots
+        if filled:
+            avg = o.cum_quote / inst.qty_float(filled)
+            avg_px = f"{avg:.{inst.px_dec + 4}f}".rstrip("0").rstrip(".")
+        else:
+            avg_px = "0"
+        fee = f"{-o.fee:.10f}".rstrip("0").rstrip(".") if o.fee else "0"
+        fa = o.fee_asset
+        tag = ex.get("tag")
+        cancel_source = ex.get("cancelSource")
+        cancel_reason = ex.get("cancelSourceReason")
+        amend_result = ex.get("amendResult")
+        req_id = ex.get("reqId")
+        uid = self._uid_json.get(o.api_key)
+        if uid is None:
+            uid = self._uid_json[o.api_key] = json_str(o.api_key)
+        if fill is None:
+            last_px = ""
+            fill_part = '"fillPx":"","tradeId":"","fillSz":"0","fillTime":"","fillPnl":"0","fillFee":"0",' \
+                        '"fillFeeCcy":"","execType":""'
+        else:
+            last_px = inst.px(fill.ticks)
+            fill_part = (f'"fillPx":"{last_px}","tradeId":"{fill.trade_id}","fillSz":"{inst.qty(fill.lots)}",'
+                         f'"fillTime":"{fill.ts_ms}","fillPnl":"0",'
+                         f'"fillFee":"{f"{-fill.fee:.10f}".rstrip("0").rstrip(".")}",'
+                         f'"fillFeeCcy":"{fill.fee_asset}","execType":"{"M" if fill.maker else "T"}"')
+        return (f'{{"arg":{{"channel":"orders","instType":"SPOT","uid":{uid}}},"data":[{{'
+                f'"instType":"SPOT","instId":"{inst.venue_symbol}","tgtCcy":"","ccy":"","ordId":"{o.oid}",'
+                f'"clOrdId":"{o.client_id}","tag":{json_str(tag) if tag else _EMPTY},'
+                f'"px":"{px}","pxUsd":"","pxVol":"","pxType":"","sz":"{sz}","notionalUsd":"",'
+                f'"ordType":"{ex.get("ordType", "limit")}","side":"{"buy" if o.side == BUY else "sell"}",'
+                f'"posSide":"","tdMode":"cash","accFillSz":"{qc.get(filled) or inst.qty(filled)}",'
+                f'"fillNotionalUsd":"","avgPx":"{avg_px}","state":"{_STATES[o.status]}","lever":"","pnl":"0",'
+                f'"feeCcy":"{fa}","fee":"{fee}","rebateCcy":"{fa}","rebate":"0","category":"normal",'
+                f'"uTime":"{o.update_ms}","cTime":"{o.create_ms}","source":"","reduceOnly":"false",'
+                f'"cancelSource":{json_str(cancel_source) if cancel_source else _EMPTY},'
+                f'"cancelSourceReason":{json_str(cancel_reason) if cancel_reason else _EMPTY},"quickMgnType":"",'
+                f'"stpId":"","stpMode":"cancel_maker","attachAlgoClOrdId":"","lastPx":"{last_px}",'
+                f'"isTpLimit":"false","linkedAlgoOrd":{{"algoId":""}},"attachAlgoOrds":[],"algoClOrdId":"",'
+                f'"algoId":"","amendResult":{json_str(amend_result) if amend_result else _EMPTY},'
+                f'"reqId":{json_str(req_id) if req_id else _EMPTY},'
+                f'"amendSource":"","code":"0","msg":"","tradeQuoteCcy":"{inst.quote}",{fill_part},'
+                f'"fillPxVol":"","fillPxUsd":"","fillMarkVol":"","fillFwdPx":"","fillMarkPx":"","fillIdxPx":""}}]}}')
+
     def on_order_event(self, kind: str, o: Order, fill: Any) -> None:
         if not self.order_subs or kind == "rejected":
             return
-        subs = [s for s in self.order_subs if s.api_key == o.api_key]
+        key = o.api_key
+        subs = [s for s in self.order_subs if s.api_key == key]
         if not subs:
             return
-        body = orjson.dumps({"arg": {"channel": "orders", "instType": "SPOT", "uid": o.api_key},
-                             "data": [self.order_view(o, fill)]})
+        body = self.order_push_json(o, fill).encode()
         for s in subs:
             s.conn.send_text(body)
 
