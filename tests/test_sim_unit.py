@@ -409,3 +409,41 @@ def test_order_push_templates_equal_dict_dumps():
             assert gt.order_view_json(o).encode() == orjson.dumps(gt.order_view(o))
             for event in ("put", "update", "finish"):
                 assert gt.order_view_json(o, event).encode() == orjson.dumps(gt.push_view(o, event))
+
+
+def test_lean_order_entry_matches_full_checks():
+    """Order terms accepted once are looked up, not re-validated: the next order with the same
+    terms must come out the same, and a bad client id or response type still fails as before."""
+    from sim import SimConfig, Simulator
+    from sim.venues.binance import BinanceError
+    from sim.venues.gate import GateError
+
+    sim = Simulator(SimConfig(symbols=["BTC-USDT"], seed=4, port_base=0))
+    bn, ok, gt = sim.venues["binance"], sim.venues["okx"], sim.venues["gate"]
+    p = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "IOC", "price": "30000.00",
+         "quantity": "0.00100", "newClientOrderId": "a1", "newOrderRespType": "RESULT"}
+    first, _ = bn.build_order("sim-key", p)
+    again, rt = bn.build_order("sim-key", dict(p, newClientOrderId="a-2"))
+    assert rt == "RESULT" and again.client_id == "a-2"
+    assert [(o.inst, o.side, o.ticks, o.lots, o.tif, o.post_only, o.order_type) for o in (first, again)] == \
+        [(first.inst, 1, 3000000, 100, "IOC", False, "LIMIT")] * 2
+    for bad in ({"newClientOrderId": "a b"}, {"newClientOrderId": "x\n"}, {"newOrderRespType": "NOPE"},
+                {"newClientOrderId": 5}):
+        with pytest.raises(BinanceError) as e:
+            bn.build_order("sim-key", dict(p, **bad))
+        assert e.value.code == -1100
+    a = {"instIdCode": 100001, "tdMode": "cash", "side": "buy", "ordType": "post_only", "px": "30000",
+         "sz": "0.001", "clOrdId": "k1"}
+    assert ok.place("sim-key", a)["sCode"] == "0"
+    assert ok.place("sim-key", dict(a, clOrdId="k2"))["sCode"] == "0"
+    assert ok.engine.find("sim-key", client_id="k2").post_only
+    assert ok.place("sim-key", dict(a, clOrdId="k-3"))["sCode"] == "51000"
+    assert ok.place("sim-key", dict(a, clOrdId="k1"))["sCode"] == "51016"  # still open: duplicate
+    r = {"text": "t-1", "currency_pair": "BTC_USDT", "type": "limit", "side": "buy", "amount": "0.001",
+         "price": "30000", "time_in_force": "poc"}
+    assert gt.place("sim-key", r).status == "NEW"
+    o = gt.place("sim-key", dict(r, text="t-2"))
+    assert o.status == "NEW" and o.post_only and o.extra["tif"] == "poc"
+    with pytest.raises(GateError) as ge:
+        gt.place("sim-key", dict(r, text="nope"))
+    assert ge.value.label == "INVALID_TEXT"

@@ -44,6 +44,8 @@ _RATE_LIMITS_TAIL = b',"rateLimits":' + orjson.dumps(WS_RATE_LIMITS) + b"}"
 _EXEC_TYPES = {"new": "NEW", "trade": "TRADE", "canceled": "CANCELED", "expired": "EXPIRED", "amended": "REPLACED",
                "rejected": "REJECTED"}
 _OPEN_STATES = frozenset(("NEW", "PARTIALLY_FILLED"))
+_RESP_TYPES = frozenset(("ACK", "RESULT", "FULL"))
+_CLIENT_ID = re.compile(r"[a-zA-Z0-9_-]{1,36}").fullmatch  # CLIENT_ID_RE without `$` letting a newline in
 _PLAIN_ID = re.compile(r"^[a-zA-Z0-9._:-]{0,36}$").match  # ids that need no JSON escaping
 
 
@@ -212,6 +214,8 @@ class BinanceApp(VenueApp):
         self._anon = itertools.count(1)
         self._keys: dict[str, tuple[str, ...]] = {}
         self._ws_handlers = self._ws_handler_table()
+        # (symbol, side, type, timeInForce, price, quantity) strings -> validated order terms
+        self._limit_terms: dict[tuple, tuple] = {}
 
     def reset(self) -> None:
         pass
@@ -626,6 +630,31 @@ class BinanceApp(VenueApp):
         return s
 
     def build_order(self, key: str, params: dict) -> tuple[Order, str]:
+        # lean path: a LIMIT / LIMIT_MAKER whose symbol, side, type, tif, price and quantity were
+        # all accepted before (strategies repeat them) is one dict lookup; anything else, and
+        # every error, takes the full checks below
+        ps, qs = params.get("price"), params.get("quantity")
+        if ps.__class__ is str and qs.__class__ is str:
+            hit = self._limit_terms.get((params.get("symbol"), params.get("side"), params.get("type"),
+                                         params.get("timeInForce"), ps, qs))
+            if hit is not None:
+                cid = params.get("newClientOrderId")
+                resp_type = params.get("newOrderRespType") or "FULL"
+                if cid.__class__ is str and (len(cid) <= 36 and cid.isascii() and cid.isalnum() or _CLIENT_ID(cid)) \
+                        and resp_type in _RESP_TYPES:
+                    inst, side, ticks, lots, tif, typ = hit
+                    return self.engine.new_order(key, inst, side, ticks, lots, tif, typ == "LIMIT_MAKER", cid,
+                                                 typ), resp_type
+        o, resp_type = self._build_order(key, params)
+        if o.order_type != "MARKET" and ps.__class__ is str and qs.__class__ is str:
+            if len(self._limit_terms) > 50_000:
+                self._limit_terms.clear()
+            self._limit_terms[(params.get("symbol"), params.get("side"), params.get("type"),
+                               params.get("timeInForce"), ps, qs)] = (o.inst, o.side, o.ticks, o.lots, o.tif,
+                                                                      o.order_type)
+        return o, resp_type
+
+    def _build_order(self, key: str, params: dict) -> tuple[Order, str]:
         inst = self.symbol_param(params)
         side_s = params.get("side")
         if not side_s:
@@ -649,7 +678,7 @@ class BinanceApp(VenueApp):
         if cid is None or cid == "":
             cid = "sim" + str(next(self._anon))
         elif not isinstance(cid, str) or not (len(cid) <= 36 and cid.isascii() and cid.isalnum()) \
-                and not CLIENT_ID_RE.match(cid):
+                and not _CLIENT_ID(cid):
             raise BinanceError(-1100, "Illegal characters found in parameter 'newClientOrderId'; legal range "
                                       "is '^[a-zA-Z0-9-_]{1,36}$'.")
         resp_type = params.get("newOrderRespType") or "FULL"

@@ -22,6 +22,8 @@ from sim.venues.base import VenueApp, VenueSession, json_str, pair_levels
 
 _OPEN_STATES = frozenset(("NEW", "PARTIALLY_FILLED"))
 _DASH = '"-"'
+_ENGINE_TIF = {"gtc": "GTC", "poc": "GTC", "ioc": "IOC", "fok": "FOK"}
+_TEXT = re.compile(r"t-[0-9A-Za-z_.-]{1,28}").fullmatch  # TEXT_RE without `$` letting a newline in
 _FINISH_AS = {"NEW": "open", "PARTIALLY_FILLED": "open", "FILLED": "filled", "CANCELED": "cancelled",
               "EXPIRED": "ioc", "REJECTED": "cancelled"}
 _PLAIN_REQ_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}").fullmatch
@@ -125,6 +127,8 @@ class GateApp(VenueApp):
         self.countdown_fired: list[dict] = []
         self.order_seq = 0
         self._keys: dict[str, tuple[str, ...]] = {}
+        # (pair, side, type, account, tif, amount, price) -> validated order terms (lean order entry)
+        self._limit_terms: dict[tuple, tuple] = {}
 
     def reset(self) -> None:
         for h in self.countdowns.values():
@@ -552,6 +556,26 @@ class GateApp(VenueApp):
         return o if o is not None and o.inst is inst else None
 
     def place(self, key: str, rp: dict) -> Order:
+        # lean path: pair, side, type, account, tif, amount and price accepted before (strategies
+        # repeat them) are one dict lookup; anything else, and every error, takes the full checks
+        amount, price = rp.get("amount"), rp.get("price")
+        terms_key = None
+        if amount.__class__ is str and price.__class__ is str:
+            terms_key = (rp.get("currency_pair"), rp.get("side"), rp.get("type"), rp.get("account"),
+                         rp.get("time_in_force"), amount, price)
+            hit = self._limit_terms.get(terms_key)
+            text = rp.get("text", "")
+            if hit is not None and text.__class__ is str and (not text or _TEXT(text)):
+                inst, side, ticks, lots, tif = hit
+                return self._run_place(key, inst, side, ticks, lots, tif, text, "limit", amount, 0.0)
+        o = self._place(key, rp)
+        if terms_key is not None and o.order_type == "LIMIT" and o.status != "REJECTED":
+            if len(self._limit_terms) > 50_000:
+                self._limit_terms.clear()
+            self._limit_terms[terms_key] = (o.inst, o.side, o.ticks, o.lots, o.extra["tif"])
+        return o
+
+    def _place(self, key: str, rp: dict) -> Order:
         inst = self.pair(rp)
         text = rp.get("text", "")
         if text and (not isinstance(text, str) or not TEXT_RE.match(text)):
@@ -598,12 +622,14 @@ class GateApp(VenueApp):
                 raise GateError("INVALID_PRECISION", f"Invalid amount precision: {amount[:30]}")
             if lots < inst.min_lots or inst.px_float(ticks) * inst.qty_float(lots) < inst.min_notional:
                 raise GateError("INVALID_PARAM_VALUE", "Your order size is too small")
-        gate_tif = tif
-        o = self.engine.new_order(key, inst, side, ticks, lots, {"gtc": "GTC", "poc": "GTC", "ioc": "IOC",
-                                                                 "fok": "FOK"}[tif], tif == "poc", text,
+        return self._run_place(key, inst, side, ticks, lots, tif, text, typ, amount, quote_qty)
+
+    def _run_place(self, key: str, inst: Instrument, side: int, ticks: int, lots: int, tif: str, text: str,
+                   typ: str, amount: str, quote_qty: float) -> Order:
+        o = self.engine.new_order(key, inst, side, ticks, lots, _ENGINE_TIF[tif], tif == "poc", text,
                                   "MARKET" if typ == "market" else "LIMIT")
         o.quote_qty = quote_qty
-        o.extra["tif"] = gate_tif
+        o.extra["tif"] = tif
         if typ == "market" and side == BUY:
             o.extra["amount_str"] = amount
         why = self.engine.place(o)

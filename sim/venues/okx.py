@@ -138,6 +138,9 @@ class OkxApp(VenueApp):
         self._keys: dict[str, tuple[str, ...]] = {}
         self.books_sent_ns: dict[str, int] = {}  # symbol -> when its last books update was generated
         self._uid_json: dict[str, str] = {}  # api key -> its JSON string (order pushes)
+        # (instIdCode, side, ordType, px, sz) -> validated order terms (lean order entry)
+        self._limit_terms: dict[tuple, tuple] = {}
+        self._last_placed: Order | None = None
 
     def reset(self) -> None:
         for h in self.dead_man.values():
@@ -612,6 +615,30 @@ class OkxApp(VenueApp):
         return inst, None
 
     def place(self, key: str, a: dict) -> dict:
+        # lean path: instrument code, side, type, price and size strings accepted before (strategies
+        # repeat them) are one dict lookup; anything else, and every error, takes the full checks
+        px, sz = a.get("px"), a.get("sz")
+        terms_key = None
+        if px.__class__ is str and sz.__class__ is str and a.get("tdMode") == "cash":
+            code = a.get("instIdCode")
+            if code.__class__ is int:
+                terms_key = (code, a.get("side"), a.get("ordType"), px, sz)
+                hit = self._limit_terms.get(terms_key)
+                cl = a.get("clOrdId", "")
+                if hit is not None and cl.__class__ is str and (cl == "" or (len(cl) <= 32 and cl.isascii()
+                                                                            and cl.isalnum())):
+                    inst, side, ticks, lots, tif, post_only, ord_type = hit
+                    return self._run_place(key, a, inst, side, ticks, lots, tif, post_only, cl, ord_type, 0.0)
+        r = self._place(key, a)
+        if terms_key is not None and r["sCode"] == "0" and a.get("ordType") != "market":
+            o = self._last_placed
+            if len(self._limit_terms) > 50_000:
+                self._limit_terms.clear()
+            self._limit_terms[terms_key] = (o.inst, o.side, o.ticks, o.lots, o.tif, o.post_only,
+                                            o.extra["ordType"])
+        return r
+
+    def _place(self, key: str, a: dict) -> dict:
         inst, err = self._inst_or_error(a)
         if err:
             return err
@@ -661,8 +688,12 @@ class OkxApp(VenueApp):
                 return self._bad(a, "51121", "Order quantity must be a multiple of the lot size.")
         if lots < inst.min_lots:
             return self._bad(a, "51020", "Your order should meet or exceed the minimum order amount.")
-        o = self.engine.new_order(key, inst, side, ticks, lots, tif, post_only, cl,
-                                  "MARKET" if ord_type == "market" else "LIMIT")
+        return self._run_place(key, a, inst, side, ticks, lots, tif, post_only, cl, ord_type, quote_qty)
+
+    def _run_place(self, key: str, a: dict, inst: Instrument, side: int, ticks: int, lots: int, tif: str,
+                   post_only: bool, cl: str, ord_type: str, quote_qty: float) -> dict:
+        o = self._last_placed = self.engine.new_order(key, inst, side, ticks, lots, tif, post_only, cl,
+                                                      "MARKET" if ord_type == "market" else "LIMIT")
         o.quote_qty = quote_qty
         o.extra["ordType"] = ord_type
         if isinstance(a.get("tag"), str):
