@@ -59,6 +59,12 @@ class Flood(Strategy):
 
     def on_start(self, ctx):
         self.ctx = ctx
+        self.prof = None
+        if os.environ.get("FLOOD_PROFILE"):
+            import cProfile
+
+            self.prof = cProfile.Profile()  # from here on the whole strategy thread: host, risk, OMS
+            self.prof.enable()
         self.iid = ctx.instruments.id_for(SYMBOL)
         out = []
         for v in ctx.venues:
@@ -119,6 +125,11 @@ class Flood(Strategy):
             self.deficit[v] += 1
             return None
         return [r]
+
+    def on_stop(self) -> None:
+        if getattr(self, "prof", None) is not None:
+            self.prof.disable()
+            self.prof.dump_stats(os.path.join(self.cfg.system.data_dir, "flood.prof"))
 
     def on_request_denied(self, req, reason_code, reason):
         self.n["denied"] += 1
@@ -251,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpus", default="", help="passed to run.py --cpus (default: its own choice)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--no-persist", action="store_true", help="run without the persist process and database")
+    ap.add_argument("--profile", action="store_true", help="cProfile the strategy process; print its top functions")
     a = ap.parse_args(argv)
     duration = a.duration if a.duration is not None else (12.0 if a.quick else 60.0)
     if duration <= 4 or a.window < 1:
@@ -291,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
         if a.cpus:
             cmd += ["--cpus", a.cpus]
         env = dict(os.environ, FLOOD_WINDOW=str(a.window))
+        prof_path = os.path.join(data_dir, "flood.prof")
+        if a.profile:
+            env["FLOOD_PROFILE"] = "1"
+            if os.path.exists(prof_path):
+                os.unlink(prof_path)
         log = open(os.path.join(work, "run.log"), "w")
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -380,6 +397,11 @@ def main(argv: list[str] | None = None) -> int:
           ", ".join(f"{k} {v}" for k, v in sorted(waiting.items(), key=lambda kv: -kv[1])))
     print(f"  measured {result['measured_s']} s after {result['startup_s']} s start-up; wall {result['wall_s']} s;"
           f" load average at end {result['machine']['load_avg_end']}")
+    if a.profile and os.path.exists(prof_path):
+        import pstats
+
+        print("  strategy process profile (top 25 by own time):")
+        pstats.Stats(prof_path).sort_stats("tottime").print_stats(25)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(result, f, indent=1)
