@@ -173,6 +173,7 @@ def _log(tmp_path, tag: str = "persist") -> str:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_100k_fills_through_the_ring_arrive_exactly_once(surl, shm_prefix, journal_dir, tmp_path):
     n = 100_000
     name = ring_name(shm_prefix, "events")
@@ -269,6 +270,7 @@ def test_database_outage_of_30s_mid_stream_loses_and_duplicates_nothing(surl, sh
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_sigterm_with_the_database_down_journals_the_rest_and_the_next_run_replays_it(
         surl, shm_prefix, journal_dir, tmp_path):
     name = ring_name(shm_prefix, "events")
@@ -297,6 +299,7 @@ def test_sigterm_with_the_database_down_journals_the_rest_and_the_next_run_repla
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_without_a_database_url_the_process_starts_an_embedded_server(shm_prefix, journal_dir, tmp_path):
     name = ring_name(shm_prefix, "events")
     ring = Ring.create(name, 1 << 10, R.EVENT_RECORD_SIZE, lossless=True)

@@ -18,6 +18,7 @@ from tests.test_persist_db import ROOT, _config, _log, start_persist, stop
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow
 def test_sim_feed_recorded_by_the_persist_process(database_url, shm_prefix, journal_dir, tmp_path):
     from persist.process import status
     from ringbuf.ring import Ring

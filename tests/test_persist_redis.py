@@ -105,6 +105,7 @@ def test_redis_lost_and_back_is_retried(redis_url, ns):
         proxy.close()
 
 
+@pytest.mark.slow
 def test_persist_process_with_redis_lost_mid_run(database_url, shm_prefix, journal_dir, tmp_path):
     """The process records md, writes hot state, loses its Redis, and keeps persisting every fill."""
     from persist.embedded import start_embedded_redis
