@@ -175,10 +175,9 @@ class MdRecorder:
             ring = Ring.attach(self.ring_name, record_size=R.MD_RECORD_SIZE)
         except Exception:
             return False
-        # record from now on: what was published before we attached is not ours to count as lost
-        behind = ring.tail_position - ring._head
-        if behind > 0:
-            ring.advance(behind)
+        # an observer: records from now on, and keeps its head and lost count to itself so the
+        # strategy's published positions stay the strategy's
+        ring.observe()
         self.ring = ring
         log.info("recording %s from %s", self.venue, self.ring_name)
         return True
@@ -190,9 +189,8 @@ class MdRecorder:
             if not self._attach():
                 return 0
             ring = self.ring
-        h0 = ring._head  # our own read position (another lossy reader may share the header slot)
         n = ring.read_batch(self._buf)
-        self.lost += (ring._head - h0) - n
+        self.lost = ring.lost
         if n == 0:
             return 0
         recs = self._buf[:n]

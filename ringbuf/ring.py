@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import struct
 import time
+from array import array
 from collections.abc import Callable
 
 import numpy as np
@@ -94,6 +95,7 @@ class Ring:
         # consumer-local state
         self._head = self._pos[_HEAD]
         self._tail_cache = self._head
+        self._cpos = self._pos  # where this reader publishes head and lost (see observe)
         self._copy = bytearray(rs)
         self.copy_buffer = memoryview(self._copy)
         self.end_of_batch = False
@@ -199,6 +201,15 @@ class Ring:
         self._journal_path = path
         self._spilling = self._pos[_SPILLED] != self._pos[_JOURNAL_READ]
 
+    def observe(self) -> None:
+        """Become an extra lossy reader (e.g. a recorder) that keeps its head and lost counts
+        to itself, so the consumer's published positions stay its own. Starts at the tail."""
+        if self._lossless:
+            raise RingError(f"ring {self.name!r} is lossless: it has exactly one consumer")
+        self._cpos = array("q", bytes(HEADER_BYTES))
+        self._head = self._tail_cache = self._pos[_TAIL]
+        self._cpos[_HEAD] = self._head
+
     def claim_consumer(self) -> None:
         self._pos[_CONSUMER_PID] = os.getpid()
         self._head = self._tail_cache = self._pos[_HEAD]
@@ -209,11 +220,12 @@ class Ring:
 
     @property
     def head_position(self) -> int:
-        return self._pos[_HEAD]
+        return self._cpos[_HEAD]
 
     @property
     def lost(self) -> int:
-        return self._pos[_LOST]
+        """Records this reader lost to overruns (an observer counts its own)."""
+        return self._cpos[_LOST]
 
     @property
     def spilled(self) -> int:
@@ -462,14 +474,14 @@ class Ring:
                 continue
             h += 1
             self._head = h
-            self._pos[_HEAD] = h
+            self._cpos[_HEAD] = h
             self.end_of_batch = h >= t
             return 0
 
     def _skip(self, h: int, new_h: int) -> None:
-        self._pos[_LOST] += new_h - h
+        self._cpos[_LOST] += new_h - h
         self._head = new_h
-        self._pos[_HEAD] = new_h
+        self._cpos[_HEAD] = new_h
 
     def release(self) -> None:
         """Lossless: hand the slot returned by `poll()` back to the producer."""
@@ -553,7 +565,7 @@ class Ring:
             if not ok.all():
                 keep = np.flatnonzero(ok)
                 bad = n - keep.size
-                self._pos[_LOST] += bad
+                self._cpos[_LOST] += bad
                 raw[: keep.size] = raw[keep]
                 n_valid = keep.size
             else:
@@ -561,7 +573,7 @@ class Ring:
         else:
             n_valid = n
         self._head = h + n
-        self._pos[_HEAD] = h + n
+        self._cpos[_HEAD] = h + n
         self.end_of_batch = self._head >= self._pos[_TAIL]
         return n_valid
 

@@ -388,3 +388,32 @@ def test_batch_writer_publishes_a_frame_at_once(shm_prefix):
         Ring.create(f"{shm_prefix}-l", 8, 64, lossless=True).batch_writer(QUOTE_STRUCT)
     p.close()
     c.close()
+
+
+def test_observer_reads_without_touching_the_consumers_positions(shm_prefix):
+    p = Ring.create(f"{shm_prefix}-r", 16, 64)
+    p.claim_producer()
+    w = p.writer(QUOTE_STRUCT)
+    for i in range(4):
+        w(*ringprocs.quote_values(i))
+    c = Ring.attach(f"{shm_prefix}-r", 64)
+    c.claim_consumer()
+    obs = Ring.attach(f"{shm_prefix}-r", 64)
+    obs.observe()  # starts at the tail: sees only what comes next
+    for i in range(4, 40):
+        w(*ringprocs.quote_values(i))
+    out = np.zeros(64, dtype=MD_DTYPE)
+    n = obs.read_batch(out)
+    assert out["venue_seq"][:n].tolist() == list(range(24, 40)) and obs.lost == 20
+    # the consumer's published head and lost count are untouched by the observer
+    stat = Ring.attach(f"{shm_prefix}-r", 64)
+    assert stat.head_position == 0 and stat.lost == 0
+    got = []
+    while (off := c.poll()) >= 0:
+        got.append(QUOTE_STRUCT.unpack_from(c.copy_buffer, off)[8])
+    assert got == list(range(24, 40)) and c.lost == 24
+    assert stat.head_position == 40 and stat.lost == 24
+    with pytest.raises(RingError, match="lossless"):
+        Ring.create(f"{shm_prefix}-e", 8, 64, lossless=True).observe()
+    for r in (p, c, obs, stat):
+        r.close()
