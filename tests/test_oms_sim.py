@@ -412,3 +412,27 @@ def test_server_shutdown_notice_rotates_the_connection(fresh, venue):
         await om.stop()
 
     run(main())
+
+
+def test_restart_adopts_the_previous_session_orders(fresh):
+    async def main():
+        om1 = OrderManager(make_cfg(fresh), Instruments(["BTC-USDT", "ETH-USDT"]))
+        await om1.start(VENUES)
+        placed = {}
+        for v in VENUES:
+            bid = top(fresh, v)[0]
+            o = await om1.place_order(OrderRequest.new_limit(sym(v), OrderSide.BUY, 0.01, bid * 0.9))
+            assert o.state == S.NEW
+            placed[v] = o.cl_ord_id
+        await om1.stop(cancel_all=False)  # a crash, as far as the venue can tell
+        om2 = OrderManager(make_cfg(fresh), Instruments(["BTC-USDT", "ETH-USDT"]))
+        await om2.start(VENUES)
+        for v in VENUES:
+            o = om2.order(placed[v])
+            assert o is not None and o.state == S.NEW and o.venue_ord_id and o.qty == pytest.approx(0.01)
+        await om2.cancel_all()
+        for v in VENUES:
+            assert venue_open(fresh, v) == {} and om2.order(placed[v]).state == S.CANCELED
+        await om2.stop()
+
+    run(main())
