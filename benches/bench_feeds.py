@@ -2,7 +2,8 @@
 
     .venv/bin/pytest benches/bench_feeds.py --benchmark-only --benchmark-group-by=group
 
-Groups pair, per venue and frame kind, `ours` (frame -> records in a real shared-memory ring,
+Groups pair, per venue and frame kind, `ours` (frame -> records in a real shared-memory ring
+through the feed process's sink: `Ring.writer` / `Ring.batch_writer`, one publish per frame;
 books applied in the feed's book) with `baseline` (json.loads, then a dict of Decimals per
 message; depth levels applied to a dict-of-Decimal book) measured in the same run.
 """
@@ -19,7 +20,7 @@ import orjson
 import pytest
 
 from common.instruments import Instruments
-from feeds.base import LIVE
+from feeds.base import LIVE, ring_sink
 from feeds.binance import BinanceFeed
 from feeds.gate import GateFeed
 from feeds.okx import OkxFeed
@@ -85,8 +86,8 @@ def gate_depth_frames():
     return out
 
 
-def live_feed(cls, last: int):
-    f = cls(Instruments(["BTC-USDT"]))
+def live_feed(cls, last: int, ring):
+    f = cls(Instruments(["BTC-USDT"])).bind(ring_sink(ring))
     st = f.state(1)
     st.state = LIVE
     st.last = last
@@ -159,12 +160,11 @@ DEPTHS = {
 @pytest.mark.parametrize("venue", list(QUOTES))
 def test_quote_ours(benchmark, venue, ring):
     cls, frame, _ = QUOTES[venue]
-    f = cls(Instruments(["BTC-USDT"]))
+    f = cls(Instruments(["BTC-USDT"])).bind(ring_sink(ring))
     benchmark.group = f"{venue}-quote"
-    benchmark.name = f"{venue}-quote-ours"
-    w = ring.write
-    assert f.on_frame(frame, 1, w) == 1
-    benchmark(f.on_frame, frame, 1, w)
+    t0 = ring.tail_position
+    assert f.on_frame(frame, 1) == 1 and ring.tail_position == t0 + 1
+    benchmark(f.on_frame, frame, 1)
 
 
 @pytest.mark.parametrize("venue", list(QUOTES))
@@ -177,10 +177,11 @@ def test_quote_baseline(benchmark, venue):
 @pytest.mark.parametrize("venue", list(TRADES))
 def test_trade_ours(benchmark, venue, ring):
     cls, frame, _ = TRADES[venue]
-    f = cls(Instruments(["BTC-USDT"]))
+    f = cls(Instruments(["BTC-USDT"])).bind(ring_sink(ring))
     benchmark.group = f"{venue}-trade"
-    assert f.on_frame(frame, 1, ring.write) == 1
-    benchmark(f.on_frame, frame, 1, ring.write)
+    t0 = ring.tail_position
+    assert f.on_frame(frame, 1) == 1 and ring.tail_position == t0 + 1
+    benchmark(f.on_frame, frame, 1)
 
 
 @pytest.mark.parametrize("venue", list(TRADES))
@@ -196,19 +197,19 @@ def test_depth_ours(benchmark, venue, ring):
     cls, make, _, last = DEPTHS[venue]
     frames = make()
     benchmark.group = f"{venue}-depth10+10"
-    state = {"f": live_feed(cls, last), "it": iter(frames)}
-    w = ring.write
+    state = {"f": live_feed(cls, last, ring), "it": iter(frames)}
 
     def one():
         try:
             fr = next(state["it"])
         except StopIteration:  # start the id sequence again on a fresh book
-            state["f"] = live_feed(cls, last)
+            state["f"] = live_feed(cls, last, ring)
             state["it"] = iter(frames)
             fr = next(state["it"])
-        return state["f"].on_frame(fr, 1, w)
+        return state["f"].on_frame(fr, 1)
 
-    assert one() >= 20
+    t0 = ring.tail_position
+    assert one() >= 20 and ring.tail_position >= t0 + 20
     benchmark(one)
     assert state["f"].gaps == 0 and state["f"].states[1].state == LIVE
 

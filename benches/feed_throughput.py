@@ -3,8 +3,9 @@
     .venv/bin/python -m benches.feed_throughput [--frames 300000] [--client-cpu 1] [--server-cpu 0]
 
 A local picows WebSocket server (its own process, pinned) pushes pre-built Binance bookTicker
-frames as fast as it can after the SUBSCRIBE; the client is the real feed `VenueRunner` and
-listener (picows -> BinanceFeed.on_frame -> shared-memory ring). Throughput is frames / (last
+frames as fast as it can after the SUBSCRIBE of the quotes connection; the client is the real
+feed `VenueRunner` and listener (picows -> BinanceFeed decode -> `Ring.writer` into the
+shared-memory ring). Throughput is frames / (last
 receive - first receive); latency is per frame from the receive timestamp to the record being
 in the ring. The baseline listener does json.loads and builds a dict of Decimals per frame,
 on the same connection type, in the same run.
@@ -37,10 +38,12 @@ def _server(port_q: mp.Queue, frames: int, cpu: int | None) -> None:
 
     class Srv(WSListener):
         def on_ws_frame(self, transport, frame):
-            if frame.msg_type == WSMsgType.TEXT and b"SUBSCRIBE" in frame.get_payload_as_bytes():
+            msg = frame.get_payload_as_bytes() if frame.msg_type == WSMsgType.TEXT else b""
+            if b"SUBSCRIBE" in msg:
                 transport.send(WSMsgType.TEXT, b'{"result":null,"id":1}')
-                for p in payloads:
-                    transport.send(WSMsgType.TEXT, p)
+                if b"bookTicker" in msg:  # the quotes connection (depth has its own, silent here)
+                    for p in payloads:
+                        transport.send(WSMsgType.TEXT, p)
             elif frame.msg_type == WSMsgType.CLOSE:
                 transport.send_close(frame.get_close_code())
                 transport.disconnect()
@@ -71,6 +74,8 @@ def _run_client(url: str, frames: int, baseline: bool) -> dict:
     class Timed(base_cls):
         def on_ws_frame(self, transport, frame):
             super().on_ws_frame(transport, frame)
+            if self.group.books:  # the depth connection: only its subscribe reply comes here
+                return
             t = time.monotonic_ns()
             n = state["n"]
             if n == 0:
@@ -83,6 +88,8 @@ def _run_client(url: str, frames: int, baseline: bool) -> dict:
 
     class Baseline(base_cls):
         def on_ws_frame(self, transport, frame):
+            if self.group.books:
+                return
             recv_ns = time.monotonic_ns()
             self.last_rx_ns = recv_ns
             o = json.loads(frame.get_payload_as_bytes())

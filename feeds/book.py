@@ -27,15 +27,22 @@ NAN = math.nan
 
 
 class BookSide:
-    """One side. Keys are `px` for asks and `-px` for bids, so `keys[0]` is always the best."""
+    """One side. `keys` is ascending with the best level LAST (`px` for bids, `-px` for asks):
+    venues change the top of the book most, and inserting or deleting near the end of a list
+    moves few pointers. A size change is one dict lookup and one 8-byte store (`qv[slot] = qty`
+    through a memoryview of the numpy array, 2x cheaper than numpy item assignment); only an
+    insert or a delete touches `keys`. The feed's hot loop inlines that (`index`, `qv`,
+    `insert`, `remove`); everything else calls `set`."""
 
-    __slots__ = ("px", "qty", "index", "free", "keys", "neg", "cap", "px_str", "qty_str")
+    __slots__ = ("px", "qty", "index", "free", "keys", "neg", "cap", "px_str", "qty_str", "qv", "pv")
 
     def __init__(self, capacity: int, is_bid: bool, keep_strings: bool = False) -> None:
         self.cap = capacity
-        self.neg = is_bid
+        self.neg = not is_bid  # asks are keyed by -px so that the best is last on both sides
         self.px = np.zeros(capacity, dtype=np.float64)
         self.qty = np.zeros(capacity, dtype=np.float64)
+        self.pv = memoryview(self.px)
+        self.qv = memoryview(self.qty)
         self.index: dict[float, int] = {}
         self.free = list(range(capacity - 1, -1, -1))
         self.keys: list[float] = []
@@ -57,21 +64,44 @@ class BookSide:
         i = self.index.get(px)
         if qty > 0.0:
             if i is None:
-                key = -px if self.neg else px
-                if not self.free:
-                    # full: keep the best `cap` levels (venues only maintain a fixed depth anyway)
-                    if key >= self.keys[-1]:
-                        return -1
-                    self._remove(self.keys[-1])
-                i = self.free.pop()
-                self.index[px] = i
-                self.px[i] = px
-                insort(self.keys, key)
-            self.qty[i] = qty
+                return self.insert(px, qty)
+            self.qv[i] = qty
             return i
         if i is not None:
-            self._remove(-px if self.neg else px)
+            self.remove(px)
         return -1
+
+    def insert(self, px: float, qty: float) -> int:
+        """A new level (`px` not in the book, qty > 0). Returns its slot, or -1 when the side
+        is full and `px` is worse than every kept level."""
+        key = -px if self.neg else px
+        keys = self.keys
+        if not self.free:
+            # full: keep the best `cap` levels (venues only maintain a fixed depth anyway)
+            if key <= keys[0]:
+                return -1
+            self.remove(-keys[0] if self.neg else keys[0])
+        i = self.free.pop()
+        self.index[px] = i
+        self.pv[i] = px
+        self.qv[i] = qty
+        if not keys or key > keys[-1]:
+            keys.append(key)  # a new best level: the common case at the top of the book
+        else:
+            insort(keys, key)
+        return i
+
+    def remove(self, px: float) -> None:
+        """Delete the level at `px` (which must be in the book)."""
+        i = self.index.pop(px)
+        self.qv[i] = 0.0
+        self.free.append(i)
+        keys = self.keys
+        key = -px if self.neg else px
+        if keys[-1] == key:
+            keys.pop()
+        else:
+            del keys[bisect_left(keys, key)]
 
     def set_str(self, px: float, qty: float, px_s: str, qty_s: str) -> None:
         i = self.set(px, qty)
@@ -79,43 +109,39 @@ class BookSide:
             self.px_str[i] = px_s
             self.qty_str[i] = qty_s
 
-    def _remove(self, key: float) -> None:
-        px = -key if self.neg else key
-        i = self.index.pop(px)
-        self.qty[i] = 0.0
-        self.free.append(i)
-        del self.keys[bisect_left(self.keys, key)]
-
     def trim(self, depth: int) -> list[float]:
         """Drop levels beyond `depth`; returns the dropped prices (worst last)."""
-        out = []
-        while len(self.keys) > depth:
-            key = self.keys[-1]
+        out: list[float] = []
+        keys = self.keys
+        while len(keys) > depth:
+            key = keys[0]
             out.append(-key if self.neg else key)
-            self._remove(key)
+            self.remove(out[-1])
+        out.reverse()  # worst last
         return out
 
     def best(self) -> tuple[float, float]:
         if not self.keys:
             return NAN, 0.0
-        k = self.keys[0]
+        k = self.keys[-1]
         px = -k if self.neg else k
-        return px, float(self.qty[self.index[px]])
+        return float(px), float(self.qty[self.index[px]])
 
     def best_px(self) -> float:
         if not self.keys:
             return NAN
-        k = self.keys[0]
-        return -k if self.neg else k
+        k = self.keys[-1]
+        return float(-k if self.neg else k)
+
+    def _top_prices(self, n: int) -> list[float]:
+        keys = self.keys[: -n - 1 : -1] if n > 0 else []
+        return [-k for k in keys] if self.neg else keys
 
     def top(self, n: int) -> np.ndarray:
         """(k, 2) float64 array of [px, qty], best first, k <= n."""
-        keys = self.keys[:n]
-        if self.neg:
-            pxs = [-k for k in keys]
-        else:
-            pxs = keys
-        slots = [self.index[p] for p in pxs]
+        pxs = self._top_prices(n)
+        idx = self.index
+        slots = [idx[p] for p in pxs]
         out = np.empty((len(slots), 2), dtype=np.float64)
         out[:, 0] = pxs
         out[:, 1] = self.qty[slots]
@@ -125,8 +151,8 @@ class BookSide:
         idx = self.index
         ps, qs = self.px_str, self.qty_str
         out = []
-        for k in self.keys[:n]:
-            i = idx[-k if self.neg else k]
+        for p in self._top_prices(n):
+            i = idx[p]
             out.append((ps[i], qs[i]))
         return out
 
@@ -165,7 +191,7 @@ class Book:
     def crossed(self) -> bool:
         """True when both sides exist and best ask <= best bid."""
         b, a = self.bids.keys, self.asks.keys
-        return bool(b) and bool(a) and a[0] <= -b[0]
+        return bool(b) and bool(a) and -a[-1] <= b[-1]
 
     def top(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Top n levels per side: (bids, asks), each a (k, 2) [px, qty] array, best first."""

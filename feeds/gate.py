@@ -13,9 +13,9 @@ import orjson
 
 from common.enums import Exchange
 from common.instruments import venue_symbol
-from feeds.base import CTRL_ROTATE, DECODE_ERRORS, VenueFeed, loads
+from feeds.base import CTRL_ROTATE, DECODE_ERRORS, VenueFeed, float_levels, loads, split_levels
 from feeds.errors import FrameError
-from ringbuf.records import KIND_QUOTE, KIND_TRADE, QUOTE_STRUCT, TRADE_STRUCT
+from ringbuf.records import KIND_QUOTE, KIND_TRADE
 
 VENUE = Exchange.GATE
 CHANNELS = ("spot.book_ticker", "spot.trades", "spot.order_book_update")
@@ -60,12 +60,30 @@ def _ms_ns(t) -> int:
     raise FrameError("timestamp is not a number")
 
 
+def _floats4(a, b, c, d) -> tuple:
+    """Four number strings -> floats in one orjson call (see `feeds.okx._floats4`)."""
+    try:
+        w, x, y, z = loads(f"[-{a},-{b},-{c},-{d}]")
+        return -w, -x, -y, -z
+    except ValueError:
+        return float(a), float(b), float(c), float(d)
+
+
 class GateFeed(VenueFeed):
     venue = VENUE
     book_depth = BOOK_DEPTH
 
-    def _decode(self, frame, recv_ns: int, write, sync: bool) -> int:
+    def _decode(self, frame, recv_ns: int, sink, sync: bool) -> int:
         try:
+            # {"time":<10 digits>,"time_ms":<13 digits>,"channel":"spot.order_book_update": fast path
+            if len(frame) > 100 and frame[59] == 111 and frame[58] == 46 and frame[53] == 34:
+                if frame.__class__ is not bytes:
+                    frame = bytes(frame)
+                fast = split_levels(frame, 2)
+                if fast is not None:
+                    o = loads(fast[0] + b"}}")
+                    if o.get("channel") == "spot.order_book_update" and o.get("event") == "update":
+                        return self._depth(o["result"], fast[1], fast[2], recv_ns, sink, sync, True)
             o = loads(frame)
             ch = o["channel"]
             if o.get("event") != "update":
@@ -83,28 +101,11 @@ class GateFeed(VenueFeed):
                 t = r["t"]
                 if t.__class__ is not int:
                     raise FrameError("book_ticker t is not an integer")
-                write(QUOTE_STRUCT, KIND_QUOTE, 0, 3, 0, iid, 0, t * 1_000_000, recv_ns, r["u"], float(r["b"]),
-                      float(r["B"]), float(r["a"]), float(r["A"]))
+                b, B, a, A = _floats4(r["b"], r["B"], r["a"], r["A"])
+                sink.quote(KIND_QUOTE, 0, 3, 0, iid, 0, t * 1_000_000, recv_ns, r["u"], b, B, a, A)
                 return 1
             if ch == "spot.order_book_update":
-                s = r["s"]
-                iid = self._ids.get(s)
-                if iid is None:
-                    iid = self.iid(s)
-                U = r["U"]
-                u = r["u"]
-                if U.__class__ is not int or u.__class__ is not int:
-                    raise FrameError("U/u are not integers")
-                ts = _ms_ns(r["t"])
-                full = r.get("full") is True
-                if sync:
-                    self.last_recv_ns[iid] = recv_ns
-                    st = self.states.get(iid) or self.state(iid)
-                    if full:
-                        st.ws_snapshots += 1
-                        return self._apply_snapshot(st, r["b"], r["a"], u, ts, recv_ns, write, U)
-                    return self._on_diff(st, r["b"], r["a"], U, u, ts, recv_ns, write)
-                return self._emit_raw(iid, r["b"], r["a"], U, u, ts, recv_ns, write, full)
+                return self._depth(r, r["b"], r["a"], recv_ns, sink, sync, False)
             if ch == "spot.trades":
                 items = r if isinstance(r, list) else (r,)
                 recs = []
@@ -122,16 +123,53 @@ class GateFeed(VenueFeed):
                         tid = d["id"]
                     recs.append((iid, 1 if side == "buy" else -1, _ms_ns(d["create_time_ms"]), int(tid),
                                  float(d["price"]), float(d["amount"])))
-                for iid, side, ts, tid, px, qty in recs:
-                    if sync:
-                        self.last_recv_ns[iid] = recv_ns
-                    write(TRADE_STRUCT, KIND_TRADE, 0, 3, side, iid, 0, ts, recv_ns, tid, px, qty, 0, 0)
+                if sync:
+                    last = self.last_recv_ns
+                    for rec in recs:
+                        last[rec[0]] = recv_ns
+                if len(recs) == 1:
+                    iid, side, ts, tid, px, qty = recs[0]
+                    sink.trade(KIND_TRADE, 0, 3, side, iid, 0, ts, recv_ns, tid, px, qty, 0, 0)
+                    return 1
+                sink.begin()
+                try:
+                    put = sink.level
+                    for iid, side, ts, tid, px, qty in recs:
+                        put(KIND_TRADE, 0, 3, side, iid, 0, ts, recv_ns, tid, px, qty, 0, 0)
+                finally:
+                    sink.publish()
                 return len(recs)
             return 0
         except FrameError:
             raise
         except DECODE_ERRORS as exc:
             raise FrameError(f"gate: {type(exc).__name__}: {exc}"[:300]) from None
+
+    def _depth(self, r: dict, bids, asks, recv_ns: int, sink, sync: bool, numeric: bool) -> int:
+        s = r["s"]
+        iid = self._ids.get(s)
+        if iid is None:
+            iid = self.iid(s)
+        U = r["U"]
+        u = r["u"]
+        if U.__class__ is not int or u.__class__ is not int:
+            raise FrameError("U/u are not integers")
+        ts = _ms_ns(r["t"])
+        if r.get("full") is True:
+            if not numeric:
+                bids = float_levels(bids)
+                asks = float_levels(asks)
+            sink.begin()
+            try:
+                if sync:
+                    self.last_book_ns[iid] = recv_ns
+                    st = self.states.get(iid) or self.state(iid)
+                    st.ws_snapshots += 1
+                    return self._apply_snapshot(st, bids, asks, u, ts, recv_ns, sink, U)
+                return self._emit_raw(iid, bids, asks, U, u, ts, recv_ns, sink, True)
+            finally:
+                sink.publish()
+        return self._book_frame(iid, bids, asks, U, u, ts, recv_ns, sink, sync, numeric)
 
     def _rest_book(self, body: bytes) -> tuple[int, list, list, int]:
         o = loads(body)
