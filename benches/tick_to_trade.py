@@ -113,8 +113,14 @@ def _feed_entry(kind, queues, venues, cfg_path, prefix, cpu, symbols, urls, gc_m
     sys.exit(run_feed_process(venues, cfg_path, prefix, cpu, symbols, urls))
 
 
-def _strategy_entry(kind, queues, cfg_path, prefix, cpu, venues, urls, strategy, gc_mode):
+def _strategy_entry(kind, queues, cfg_path, prefix, cpu, venues, urls, strategy, gc_mode, max_sleep_us=0):
     _gc_setup(gc_mode, False)
+    if max_sleep_us:  # the backoff's longest sleep is not a config key: set it for this study only
+        import functools
+
+        import strategy.host as sh
+
+        sh.AsyncIdle = functools.partial(sh.AsyncIdle, max_sleep_ns=int(max_sleep_us * 1000))
     if kind == "faster_fifo":
         from benches.baselines.fifo_pipeline import run_strategy
 
@@ -269,18 +275,18 @@ class Pipeline:
     """Feed process + strategy process (shm rings or faster_fifo queues), events ring drained here."""
 
     def __init__(self, kind: str, work: str, urls_path: str, urls: dict, lay: dict, idle: str = "backoff",
-                 gc_mode: str = "freeze", tag: str = "") -> None:
+                 gc_mode: str = "freeze", tag: str = "", max_sleep_us: int = 0) -> None:
         self.kind = kind
         self.name = f"{kind}{tag}"
         self.dir = os.path.join(work, self.name)
         os.makedirs(self.dir, exist_ok=True)
-        self.prefix = ("t" + str(os.getpid() % 100000) + self.name.replace("_", "")[:6] + tag)[:16]
-        self.prefix = "".join(c for c in self.prefix if c.isalnum())[:16]
+        self.prefix = "".join(c for c in f"t{os.getpid() % 1000}{kind[:2]}{tag}" if c.isalnum())[:16]
         self.cfg_path = os.path.join(self.dir, "config.toml")
         write_config(self.cfg_path, self.dir, self.prefix, idle, gc_mode)
         self.urls = urls
         self.lay = lay
         self.gc_mode = gc_mode
+        self.max_sleep_us = max_sleep_us
         self.procs: list[mp.Process] = []
         self.events = None
         self.pending: dict = {}
@@ -309,7 +315,8 @@ class Pipeline:
         feed.start()
         strat = ctx.Process(target=_strategy_entry, name="ttt-strategy",
                             args=(self.kind, queues, self.cfg_path, self.prefix, self.lay["strategy"],
-                                  list(VENUES), self.urls, "benches.tick_to_trade:StageProbeMM", self.gc_mode))
+                                  list(VENUES), self.urls, "benches.tick_to_trade:StageProbeMM", self.gc_mode,
+                                  self.max_sleep_us))
         strat.start()
         self.procs = [feed, strat]
 
@@ -678,11 +685,13 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.study == "idle-gc":
                 study = {}
-                for idle, gc_mode in (("backoff", "freeze"), ("yielding", "freeze"), ("busy_spin", "freeze"),
-                                      ("backoff", "default"), ("backoff", "disabled")):
-                    name = f"idle={idle} gc={gc_mode}"
+                for idle, gc_mode, sleep_us in (("backoff", "freeze", 0), ("yielding", "freeze", 0),
+                                                ("busy_spin", "freeze", 0), ("backoff", "freeze", 100),
+                                                ("backoff", "default", 0), ("backoff", "disabled", 0)):
+                    name = f"idle={idle}{f' max {sleep_us}us' if sleep_us else ''} gc={gc_mode}"
                     study[name] = phase(name, Pipeline("pipeline", work, urls_path, sim.urls, lay, idle, gc_mode,
-                                                       tag=f"{idle[:2]}{gc_mode[:2]}"))
+                                                       tag=f"{idle[:2]}{gc_mode[:2]}{sleep_us or ''}",
+                                                       max_sleep_us=sleep_us))
                 results["idle_gc"] = study
             else:
                 if "floor" in phases:
