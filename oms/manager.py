@@ -157,6 +157,7 @@ class OrderManager:
         self._vsym: dict[tuple[int, int], str] = {}
         self._replacements: dict[str, str] = {}  # Binance cancelReplace: old id -> new id
         self._by_vid: dict[tuple[int, str], Order] = {}
+        self._batches: dict[str, list[str]] = {}  # OKX batch-orders request id -> its client ids
         self._terminal_q: deque[tuple[int, str]] = deque()
         self.retain_terminal_s = retain_terminal_s
         self._stopping = False
@@ -324,6 +325,72 @@ class OrderManager:
                     sent = True
             return "*" if sent else ""
         return self._refuse(req.venue, f"unknown request kind {k!r}", Reason.BAD_REQUEST)
+
+    def submit_many(self, reqs: list[OrderRequest]) -> list[str]:
+        """Several requests at once. New orders for OKX go in `batch-orders` requests of up to 20
+        (one message, one venue round trip); everything else is `submit()` one by one. Returns the
+        client order ids in order ("" where a request was not accepted)."""
+        out = [""] * len(reqs)
+        batch: list[tuple[int, Order, tuple]] = []
+        for i, req in enumerate(reqs):
+            if req.kind == RequestKind.NEW and req.venue == Exchange.OKX:
+                item = self._prepare_new(req)
+                if item is not None:
+                    batch.append((i, *item))
+            else:
+                out[i] = self.submit(req)
+        st = self._venues.get(Exchange.OKX)
+        for k in range(0, len(batch), 20):
+            chunk = batch[k:k + 20]
+            gw = st.gw
+            data = gw.encode_batch_new([wire for _, _, wire in chunk])
+            now = time.perf_counter_ns()
+            for i, o, _ in chunk:
+                o.sent_ns = now
+                self.orders[o.cl_ord_id] = o
+                out[i] = o.cl_ord_id
+            rid = "b" + chunk[0][1].cl_ord_id
+            self._batches[rid] = [o.cl_ord_id for _, o, _ in chunk]
+            if len(self._batches) > 4096:  # answered batches: keep the map small
+                for old_rid in list(self._batches)[:2048]:
+                    del self._batches[old_rid]
+            sent = gw.send(data)
+            for _, o, _ in chunk:
+                self.n["sent"] += 1
+                self._record(o, EventKind.PENDING)
+                if not sent:
+                    self._set_state(o, S.UNKNOWN, EventKind.UNKNOWN, Reason.TRANSPORT)
+        return out
+
+    def _prepare_new(self, req: OrderRequest) -> tuple[Order, tuple] | None:
+        """The checks and the Order of `_submit_new`, without sending (for batches)."""
+        venue = req.venue
+        st = self._accepting(venue)
+        if st is None:
+            return None
+        iid = self._instr(req)
+        spec = self.instruments.spec(venue, iid)
+        if spec is None or req.ord_type != OrderType.LIMIT:
+            self._refuse(venue, f"cannot batch {req!r}", Reason.BAD_REQUEST)
+            return None
+        px = spec.round_px(req.px, req.side)
+        qty = spec.round_qty(req.qty)
+        if qty <= 0 or qty < spec.min_qty - _EPS or px <= 0 or \
+                (spec.min_notional and px * qty < spec.min_notional - _EPS):
+            self._refuse(venue, f"{req!r} is below the instrument's tick/lot/notional rules", Reason.INVALID_TICK_LOT)
+            return None
+        cl = req.cl_ord_id
+        if cl and (cl in self.orders or not valid_client_id(venue, to_wire(venue, cl))):
+            self._refuse(venue, f"client order id {cl!r} is invalid or already used", Reason.DUPLICATE_ID)
+            return None
+        if not st.order_bucket.try_acquire(time.monotonic_ns()):
+            self._refuse(venue, "rate limited (client-side bucket)", Reason.RATE_LIMIT)
+            return None
+        if not cl:
+            cl = req.cl_ord_id = self.ids.next()
+        o = Order(cl, venue, iid, spec.symbol, req.side, px, qty, req.tif, req.ord_type, req.strategy_id,
+                  time.perf_counter_ns())
+        return o, (cl, self._venue_sym(venue, iid), int(req.side), spec.fmt_px(px), spec.fmt_qty(qty), req.tif)
 
     def _instr(self, req: OrderRequest) -> int:
         if req.instr_id:
@@ -664,6 +731,13 @@ class OrderManager:
             o = self._by_venue_id(gw.venue, u.venue_ord_id)
         k = u.kind
         if o is None:
+            if k == U_REJECT and u.req_id in self._batches:  # a whole batch refused
+                for bcl in self._batches.pop(u.req_id):
+                    bo = self.orders.get(bcl)
+                    if bo is not None and bo.state == S.PENDING_NEW:
+                        self.on_update(gw, Update(U_REJECT, cl_ord_id=bcl, reason=u.reason, code=u.code,
+                                                  ok=False, retry_after_s=u.retry_after_s))
+                return
             if k == U_CANCEL_ALL_ACK or k == U_ERROR:
                 if not u.ok and u.reason != Reason.UNKNOWN_ORDER:  # "no open orders" is fine
                     log.warning("%s: %s failed: %s %s", gw.venue.key, "cancel-all" if k == U_CANCEL_ALL_ACK else

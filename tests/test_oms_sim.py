@@ -436,3 +436,26 @@ def test_restart_adopts_the_previous_session_orders(fresh):
         await om2.stop()
 
     run(main())
+
+
+def test_okx_batch_orders(fresh):
+    async def main():
+        om = OrderManager(make_cfg(fresh), Instruments(["BTC-USDT", "ETH-USDT"]))
+        await om.start([Exchange.OKX])
+        bid = top(fresh, Exchange.OKX)[0]
+        reqs = [OrderRequest.new_limit(sym(Exchange.OKX), OrderSide.BUY, 0.01, bid * (0.9 - 0.001 * k))
+                for k in range(25)]
+        cls = om.submit_many(reqs)
+        assert all(cls) and len(set(cls)) == 25
+        await until(lambda: all(om.order(c).state == S.NEW for c in cls), what="25 acks from 2 batches")
+        assert set(cls) <= set(venue_open(fresh, Exchange.OKX))
+        # a refused batch: every order in it is rejected, none left pending
+        fresh.control.fault("okx", "rate_limit", count=1)
+        cls2 = om.submit_many([OrderRequest.new_limit(sym(Exchange.OKX), OrderSide.BUY, 0.01, bid * 0.8)
+                               for _ in range(3)])
+        await until(lambda: all(om.order(c).state.is_terminal for c in cls2), what="batch answered")
+        assert all(om.order(c).state == S.REJECTED and om.order(c).reason == Reason.RATE_LIMIT for c in cls2)
+        await om.stop()
+        assert venue_open(fresh, Exchange.OKX) == {}
+
+    run(main())

@@ -557,3 +557,15 @@ def test_redundant_pushes_skipped_before_parsing_change_nothing(venue):
     assert not gw.redundant(trade)
     gw.on_frame(trade)
     assert o.filled_qty == 0.5 and o.state == S.PARTIALLY_FILLED
+
+
+def test_okx_batch_orders_template():
+    gw = _cfg_gw(okx.OkxGateway)
+    gw.codes["BTC-USDT"] = 7
+    items = [(f"id{i}", "BTC-USDT", 1 if i % 2 else -1, "100.1", "0.5", TimeInForce.POST_ONLY) for i in range(25)]
+    m = json.loads(gw.encode_batch_new(items))
+    assert m["op"] == "batch-orders" and m["id"] == "bid0" and len(m["args"]) == 20
+    assert m["args"][1] == {"instIdCode": 7, "instId": "BTC-USDT", "tdMode": "cash", "side": "buy",
+                            "ordType": "post_only", "px": "100.1", "sz": "0.5", "clOrdId": "id1"}
+    (u,) = okx.decode(b'{"id":"bid0","op":"batch-orders","code":"50011","msg":"Rate limit reached","data":[]}')
+    assert u.kind == U_REJECT and u.cl_ord_id == "" and u.req_id == "bid0" and u.reason == Reason.RATE_LIMIT

@@ -115,6 +115,8 @@ _ORD_TYPE = {TimeInForce.GTC: "limit", TimeInForce.IOC: "ioc", TimeInForce.FOK: 
 _SIDE = {1: "buy", -1: "sell"}
 _NEW_JSON = ('{"id":"n%s","op":"order","args":[{"instIdCode":%d,"instId":"%s","tdMode":"cash","side":"%s",'
              '"ordType":"%s","px":"%s","sz":"%s","clOrdId":"%s"}]}')
+_NEW_ARG = ('{"instIdCode":%d,"instId":"%s","tdMode":"cash","side":"%s","ordType":"%s","px":"%s","sz":"%s",'
+            '"clOrdId":"%s"}')
 _CANCEL_JSON = '{"id":"c%s","op":"cancel-order","args":[{"instIdCode":%d,"instId":"%s","clOrdId":"%s"}]}'
 
 
@@ -152,6 +154,13 @@ class OkxGateway(Gateway):
         if new_px_s:
             arg["newPx"] = new_px_s
         return orjson.dumps({"id": OP_AMEND + wire_id, "op": "amend-order", "args": [arg]})
+
+    def encode_batch_new(self, items: list[tuple[str, str, int, str, str, int]]) -> bytes:
+        """Up to 20 new orders in one `batch-orders` request: (client id, instId, side, px, qty, tif).
+        The request id is the first client id (each order's answer names its own clOrdId)."""
+        args = ",".join(_NEW_ARG % (self.codes.get(v, 0), v, _SIDE[sd], _ORD_TYPE[tif], px_s, qty_s, w)
+                        for w, v, sd, px_s, qty_s, tif in items[:20])
+        return b'{"id":"b%s","op":"batch-orders","args":[%s]}' % (items[0][0].encode(), args.encode())
 
     def encode_batch_cancel(self, items: list[tuple[str, str]]) -> bytes:
         """Cancel up to 20 orders by (wire id, instId) in one request."""
@@ -359,9 +368,10 @@ def decode(data: bytes) -> list[Update]:
                 kind = U_ORDER if r == Reason.VENUE_ERROR else U_REJECT
                 out.append(Update(kind, req_id=req_id, cl_ord_id=cl, code=sc, msg=msg[:120], reason=r, ok=False,
                                   state=OrderState.UNKNOWN if kind == U_ORDER else None))
-        if not out:  # malformed request or top-level error without rows
+        if not out:  # malformed request or top-level error without rows: the whole request failed
             r = error_reason(top, str(m.get("msg", "")))
-            out.append(Update(U_REJECT, req_id=req_id, cl_ord_id=req_id[1:], code=top, ok=False, reason=r,
+            cl = req_id[1:] if op == "order" else ""  # a batch: the manager knows its orders by req_id
+            out.append(Update(U_REJECT, req_id=req_id, cl_ord_id=cl, code=top, ok=False, reason=r,
                               msg=str(m.get("msg", ""))[:120]))
         return out
     if op in ("cancel-order", "amend-order", "batch-cancel-orders"):
