@@ -17,6 +17,8 @@ Contract (the strategy host and run.py code against exactly this):
                                      # price: the replacement's new id; CANCEL_ALL: "*"), or "" when
                                      # not accepted; then `om.last_reject_reason` says why
                                      # ("okx: reconciling", "binance: rate limited", ...).
+    cls = om.submit_many(reqs)       # extra: OKX new orders in batch-orders requests of up to 20,
+                                     # the rest one by one; ids in order ("" = not accepted)
     order = await om.place_order(req, timeout=5.0)   # manual orders: submit, then await the first
                                      # venue answer (ack / reject); UNKNOWN on timeout (reconciled)
     await om.cancel_all(venue=None)  # per venue or all; returns when the venue lists none open
