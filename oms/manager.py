@@ -167,7 +167,7 @@ class OrderManager:
         self._bg: set[asyncio.Task] = set()
         self._lat = array("q", bytes(8 * _LAT_SLOTS))
         self._lat_n = 0
-        self.n = Counter()  # event counts: sent, acks, rejects, fills, illegal, stale, late_fills, ...
+        self.n: Counter[str] = Counter()  # event counts: sent, acks, rejects, fills, illegal, stale, late_fills, ...
         self.rejects_by_reason: Counter = Counter()
         self.not_accepted_by_reason: Counter = Counter()
         self._ctr = {}
@@ -342,6 +342,8 @@ class OrderManager:
             else:
                 out[i] = self.submit(req)
         st = self._venues.get(Exchange.OKX)
+        if st is None:
+            return out
         for k in range(0, len(batch), 20):
             chunk = batch[k:k + 20]
             gw = st.gw
@@ -368,7 +370,7 @@ class OrderManager:
         """The checks and the Order of `_submit_new`, without sending (for batches)."""
         venue = req.venue
         st = self._accepting(venue)
-        if st is None:
+        if st is None or venue is None:
             return None
         iid = self._instr(req)
         spec = self.instruments.spec(venue, iid)
@@ -413,7 +415,7 @@ class OrderManager:
     def _submit_new(self, req: OrderRequest) -> str:
         venue = req.venue
         st = self._accepting(venue)
-        if st is None:
+        if st is None or venue is None:
             return ""
         iid = self._instr(req)
         spec = self.instruments.spec(venue, iid)
@@ -485,6 +487,8 @@ class OrderManager:
         if st is None:
             return ""
         spec = self.instruments.spec(o.venue, o.instr_id)
+        if spec is None:
+            return self._refuse(o.venue, f"no instrument rules for {o.symbol}", Reason.UNKNOWN_INSTRUMENT)
         new_px = spec.round_px(req.px, o.side) if req.px else o.px
         new_qty = spec.round_qty(req.qty) if req.qty else o.qty
         if new_qty <= o.filled_qty + _EPS:
@@ -953,16 +957,17 @@ class OrderManager:
             mine = [o for o in self.orders.values() if o.venue == v and not o.state.is_terminal
                     and o.cl_ord_id not in seen]
             for o in mine:
+                vq: VenueOrder | None
                 try:
-                    vo = await gw.query_order(to_wire(v, o.cl_ord_id), self._venue_sym(v, o.instr_id))
+                    vq = await gw.query_order(to_wire(v, o.cl_ord_id), self._venue_sym(v, o.instr_id))
                 except GatewayError as e:
                     log.warning("%s: order query for %s failed (%s); resolving from open orders and fills",
                                 v.key, o.cl_ord_id, e)
-                    vo = None
-                if vo is None:
+                    vq = None
+                if vq is None:
                     self._resolve_closed(o)
                 else:
-                    self._reconcile_order(o, vo)
+                    self._reconcile_order(o, vq)
             st.reconciles += 1
             st.last_reconcile_ms = int(time.time() * 1000)
             self.n["reconciles"] += 1

@@ -117,7 +117,7 @@ class Order:
         self.fees = 0.0
         self.pending_px = 0.0
         self.pending_qty = 0.0
-        self.waiters = None  # futures of place_order()
+        self.waiters: list | None = None  # futures of place_order()
         self.trade_ids: set[str] | None = None
         self.last_update_ns = 0
 

@@ -400,6 +400,47 @@ class Gateway:
                 self.send(self.needs_ping_text)
 
     # -- venue parts ------------------------------------------------------------------
+    def encode_new(self, cl_ord_id: str, vsym: str, side: int, px_s: str, qty_s: str, tif: int,
+                   ts_ms: int) -> bytes:
+        raise NotImplementedError
+
+    def encode_cancel(self, cl_ord_id: str, vsym: str, venue_ord_id: str, ts_ms: int) -> bytes:
+        raise NotImplementedError
+
+    def encode_amend(self, cl_ord_id: str, vsym: str, venue_ord_id: str, side: int, new_qty_s: str,
+                     new_px_s: str, tif: int, new_wire_id: str, ts_ms: int) -> bytes:
+        raise NotImplementedError
+
+    def encode_cancel_all(self, vsym: str, ts_ms: int) -> bytes:
+        raise NotImplementedError
+
+    def encode_batch_new(self, items: list[tuple[str, str, int, str, str, int]]) -> bytes:
+        raise NotImplementedError
+
+    def encode_batch_cancel(self, items: list[tuple[str, str]]) -> bytes:
+        raise NotImplementedError
+
+    async def sync_clock(self) -> None:
+        raise NotImplementedError
+
+    async def load_instruments(self) -> int:
+        raise NotImplementedError
+
+    async def open_orders(self) -> list[VenueOrder]:
+        raise NotImplementedError
+
+    async def query_order(self, wire_id: str, vsym: str) -> VenueOrder | None:
+        raise NotImplementedError
+
+    async def recent_fills(self, vsym: str, since_ms: int) -> list[Update]:
+        raise NotImplementedError
+
+    async def arm_deadman(self, timeout_s: int) -> bool:
+        raise NotImplementedError
+
+    async def cancel_all_rest(self, vsym: str) -> None:
+        raise NotImplementedError
+
     async def login(self) -> None:
         raise NotImplementedError
 

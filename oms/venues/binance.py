@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import time
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -66,7 +67,7 @@ STATES = {
 }
 
 _STATES_B = {k.encode(): v for k, v in STATES.items()}
-SIDES = {1: "BUY", -1: "SELL"}
+SIDES: dict[int, str] = {1: "BUY", -1: "SELL"}
 
 
 def error_reason(code: int, msg: str, status: int = 400) -> Reason:
@@ -130,7 +131,7 @@ _CANCEL_JSON = ('{"id":"c%s","method":"order.cancel","params":{"symbol":"%s","or
                 '"apiKey":"%s","timestamp":%d,"signature":"%s"}}')
 _CANCEL_SESS_JSON = ('{"id":"c%s","method":"order.cancel","params":{"symbol":"%s","origClientOrderId":"%s",'
                      '"timestamp":%d}}')
-_TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
+_TIF: dict[int, str] = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
 
 
 class BinanceGateway(Gateway):
@@ -248,13 +249,14 @@ class BinanceGateway(Gateway):
         x = field(data, b'"x":"')
         if x is None or x == b"TRADE" or x == b"REPLACED":
             return False
-        st = _STATES_B.get(field(data, b'"X":"'))
+        status = field(data, b'"X":"')
+        st = _STATES_B.get(status) if status else None
         cl = field(data, b'"c":"')
         if x == b"CANCELED":
             orig = field(data, b'"C":"')
             if orig:
                 cl = orig
-        return st is not None and bool(cl) and self.sink.known_state(cl.decode(), st)
+        return st is not None and bool(cl) and self.sink.known_state(cl.decode(), st)  # type: ignore[union-attr]
 
     # -- REST ----------------------------------------------------------------------
     def _signed_query(self, params: dict) -> str:
@@ -363,7 +365,7 @@ def parse_exchange_info(body: dict, instruments, wanted: set[str] | None = None)
     for s in body.get("symbols", []):
         if wanted and s.get("symbol") not in wanted:
             continue
-        rules = {"tick_size": 0.01, "lot_size": 0.0001, "min_qty": 0.0, "min_notional": 0.0}
+        rules: dict[str, Any] = {"tick_size": 0.01, "lot_size": 0.0001, "min_qty": 0.0, "min_notional": 0.0}
         for f in s.get("filters", []):
             ft = f.get("filterType")
             if ft == "PRICE_FILTER":
@@ -424,9 +426,9 @@ def decode(data: bytes) -> list[Update]:
             return [Update(U_SUBSCRIBED)]
         err = m.get("error") or {}
         return [Update(U_SUBSCRIBED, ok=False, code=str(err.get("code", "")), msg=str(err.get("msg", ""))[:120])]
-    cl = req_id[1:] if op else ""
+    cl = str(req_id)[1:] if op else ""
     if status == 200:
-        r = m.get("result")
+        r: Any = m.get("result")
         if not op:
             op = _op_of_result(r)
         if op == OP_NEW:
@@ -438,7 +440,7 @@ def decode(data: bytes) -> list[Update]:
         if op == OP_AMEND:
             return decode_amend_result(r, cl)
         if op == OP_CANCEL_ALL:
-            return [Update(U_CANCEL_ALL_ACK, req_id=req_id)]
+            return [Update(U_CANCEL_ALL_ACK, req_id=str(req_id))]
         return [Update(U_IGNORE)]
     err = m.get("error") or {}
     code = int(err.get("code", 0) or 0)
@@ -451,7 +453,7 @@ def decode(data: bytes) -> list[Update]:
             retry = max(int(ra) / 1000.0 - time.time(), 0.0)
     if not op and code in (-2010, -1013, -2011, -2013, -1021, -1022, -1015, -1003) and req_id is not None:
         op = OP_CANCEL if code in (-2011, -2013) else OP_NEW  # another client's request id: best guess
-    base = {"req_id": str(req_id), "cl_ord_id": cl, "code": str(code), "msg": msg[:120], "reason": reason,
+    base: dict[str, Any] = {"req_id": str(req_id), "cl_ord_id": cl, "code": str(code), "msg": msg[:120], "reason": reason,
             "ok": False, "retry_after_s": retry, "op": op}
     if op == OP_NEW:
         # -1007 / 5xx: the outcome is unknown, not a reject

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from typing import Any
 
 import orjson
 
@@ -128,8 +129,8 @@ def order_update(kind: int, o: dict, req_id: str = "") -> Update:
                   ts_ms=int(fnum(o.get("update_time_ms")) or fnum(o.get("create_time_ms"))))
 
 
-_TIF = {TimeInForce.GTC: "gtc", TimeInForce.IOC: "ioc", TimeInForce.FOK: "fok", TimeInForce.POST_ONLY: "poc"}
-_SIDE = {1: "buy", -1: "sell"}
+_TIF: dict[int, str] = {TimeInForce.GTC: "gtc", TimeInForce.IOC: "ioc", TimeInForce.FOK: "fok", TimeInForce.POST_ONLY: "poc"}
+_SIDE: dict[int, str] = {1: "buy", -1: "sell"}
 _NEW_JSON = ('{"time":%d,"channel":"spot.order_place","event":"api","payload":{"req_id":"n%s",'
              '"req_param":{"text":"t-%s","currency_pair":"%s","type":"limit","account":"spot","side":"%s",'
              '"amount":"%s","price":"%s","time_in_force":"%s"}}}')
@@ -375,7 +376,7 @@ def decode_api(m: dict) -> list[Update]:
     errs = data.get("errs") or {}
     label = str(errs.get("label", ""))
     reason = error_reason(label, status)
-    base = {"req_id": req_id, "cl_ord_id": cl, "code": label or str(status), "msg": str(errs.get("message", ""))[:120],
+    base: dict[str, Any] = {"req_id": req_id, "cl_ord_id": cl, "code": label or str(status), "msg": str(errs.get("message", ""))[:120],
             "reason": reason, "ok": False, "op": op}
     if op == OP_NEW:
         if reason == Reason.VENUE_ERROR:

@@ -110,9 +110,9 @@ def error_reason(code: str, msg: str = "") -> Reason:
     return Reason.OTHER
 
 
-_ORD_TYPE = {TimeInForce.GTC: "limit", TimeInForce.IOC: "ioc", TimeInForce.FOK: "fok",
+_ORD_TYPE: dict[int, str] = {TimeInForce.GTC: "limit", TimeInForce.IOC: "ioc", TimeInForce.FOK: "fok",
              TimeInForce.POST_ONLY: "post_only"}
-_SIDE = {1: "buy", -1: "sell"}
+_SIDE: dict[int, str] = {1: "buy", -1: "sell"}
 _NEW_JSON = ('{"id":"n%s","op":"order","args":[{"instIdCode":%d,"instId":"%s","tdMode":"cash","side":"%s",'
              '"ordType":"%s","px":"%s","sz":"%s","clOrdId":"%s"}]}')
 _NEW_ARG = ('{"instIdCode":%d,"instId":"%s","tdMode":"cash","side":"%s","ordType":"%s","px":"%s","sz":"%s",'
@@ -193,9 +193,10 @@ class OkxGateway(Gateway):
             return False
         if field(data, b'"amendResult":"') not in (None, b"", b"-1"):
             return False
-        st = _STATES_B.get(field(data, b'"state":"'))
+        state = field(data, b'"state":"')
+        st = _STATES_B.get(state) if state else None
         cl = field(data, b'"clOrdId":"')
-        return st is not None and bool(cl) and self.sink.known_state(cl.decode(), st)
+        return st is not None and bool(cl) and self.sink.known_state(cl.decode(), st)  # type: ignore[union-attr]
 
     # -- REST ----------------------------------------------------------------------
     async def _call(self, method: str, path: str, body: dict | None = None, signed: bool = True):
