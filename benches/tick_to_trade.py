@@ -521,6 +521,8 @@ def run_phase(sim, part, args, load: bool) -> dict:
     res["by_venue_p50_us"] = {v: hdr_summary([o - s for s, o in per_venue[v]["pairs"]])["p50_us"] for v in VENUES}
     res["jumps"] = sum(per_venue[v]["jumps"] for v in VENUES)
     res["unanswered_jumps"] = sum(per_venue[v]["missed"] for v in VENUES)
+    # jumps with no order within the interval are not in the percentiles: say how many were answered
+    res["answered_fraction"] = round(res["count"] / res["jumps"], 3) if res["jumps"] else None
     res["order_requests"] = sum(per_venue[v]["orders"] for v in VENUES)
     res["md_frames_per_s"] = round(frames / elapsed)
     res["startup_s"] = round(startup_s, 1)
