@@ -235,9 +235,15 @@ _STRUCT_CODES = {
 }
 
 
+def _fields(dtype: np.dtype) -> list:
+    if dtype.fields is None:
+        raise TypeError(f"{dtype} is not a structured dtype")
+    return sorted(dtype.fields.items(), key=lambda kv: kv[1][1])
+
+
 def struct_format(dtype: np.dtype) -> str:
     """Little-endian `struct` format with explicit padding that matches `dtype` byte for byte."""
-    fields = sorted(dtype.fields.items(), key=lambda kv: kv[1][1])
+    fields = _fields(dtype)
     fmt = ["<"]
     pos = 0
     for _name, (fdt, off, *_rest) in fields:
@@ -264,7 +270,7 @@ def packer(dtype: np.dtype) -> struct.Struct:
 
 def packed_field_names(dtype: np.dtype) -> list[str]:
     """Field names in the argument order of `packer(dtype).pack_into` (void fields skipped)."""
-    fields = sorted(dtype.fields.items(), key=lambda kv: kv[1][1])
+    fields = _fields(dtype)
     return [name for name, (fdt, *_r) in fields if fdt.kind != "V"]
 
 
