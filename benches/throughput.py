@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -294,6 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"machine": info, "command": "python -m benches.throughput " + " ".join(argv or sys.argv[1:]),
                     "window_per_venue": a.window, "persist": not a.no_persist}
     with run_sim(symbols=[SYMBOL, "ETH-USDT"], seed=1, rate=1000) as sim:
+        # where run.py would put its own simulator: the cores left over, else the feed core
+        avail = sorted(os.sched_getaffinity(0))
+        chosen = [int(c) for c in a.cpus.split(",") if c.strip().isdigit()] if a.cpus else \
+            (avail[1:] if len(avail) >= 3 else avail)
+        sim_cpus = (set(avail) - set(chosen)) or {chosen[0]}
+        try:
+            os.sched_setaffinity(sim.proc.pid, sim_cpus)
+        except OSError:
+            pass
         urls_path = os.path.join(work, "sim-urls.json")
         with open(urls_path, "w") as f:
             json.dump(sim.urls, f)
@@ -351,6 +361,18 @@ def main(argv: list[str] | None = None) -> int:
                 proc.kill()
                 proc.wait()
             log.close()
+    try:  # the launcher's own layout lines (which process on which core, what shares one)
+        with open(os.path.join(work, "run.log")) as f:
+            lines = f.read().splitlines()
+        i = lines.index("process layout:")
+        layout = [ln for ln in lines[i + 1:i + 8] if re.match(r"  (feed|strategy|persist|note)", ln)]
+    except (OSError, ValueError):
+        layout = []
+    print("process layout (run.py):")
+    for ln in layout:
+        print(ln)
+    print(f"  simulator (this harness's)  cpu {','.join(map(str, sorted(sim_cpus)))} (where run.py puts its own)")
+    result["layout"] = layout
     dt = t1 - t0
     r0, a0, j0 = sim_counts(s0)
     r1, a1, j1 = sim_counts(s1)
