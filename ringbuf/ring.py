@@ -2,14 +2,18 @@
 
 Layout: a 64-byte header (magic, version, capacity, record size, mode, producer pid,
 creation time), the producer's line (`tail_position`, spill counters), the
-consumer's line (`head_position`, lost records, journal position), a per-slot
-sequence array, then `capacity` fixed-size record slots.
+consumer's line (`head_position`, lost records, journal position), the producer's
+journal path, then `capacity` fixed-size record slots.
 
 Positions are published with one aligned 8-byte store through a memoryview cast
 to 'q' (never `struct.pack_into`, which is not atomic in CPython). Market-data
-rings are lossy (the producer never waits; a lapped reader detects it by the
-slot sequence and counts what it lost); event rings are lossless (the producer
-spins, then spills to an append-only journal file and never drops an event).
+rings are lossy: the producer never waits, and a reader detects a lapped or torn
+record by reading the tail again after its copy: the producer writes sequence s
+only while the tail is s, so a copy of sequence h is whole if the tail was still
+below h + capacity afterwards (x86 keeps stores, and loads, in program order).
+This replaced per-slot sequence numbers: same guarantee, two fewer stores per
+record. Event rings are lossless (the producer spins, then spills to an
+append-only journal file and never drops an event).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from ringbuf import shm as _shm
 from ringbuf.shm import ShmError
 
 MAGIC = b"HFTRING\x01"
-VERSION = 1
+VERSION = 2
 MODE_LOSSY = 0
 MODE_LOSSLESS = 1
 
@@ -47,12 +51,8 @@ class RingError(ShmError):
     """The ring cannot be attached or used as asked."""
 
 
-def _align64(n: int) -> int:
-    return (n + 63) & ~63
-
-
 def segment_size(capacity: int, record_size: int) -> int:
-    return HEADER_BYTES + _align64(capacity * 8) + capacity * record_size
+    return HEADER_BYTES + capacity * record_size
 
 
 class Ring:
@@ -79,9 +79,7 @@ class Ring:
         self.created_ns = created
         self.buffer = buf
         self._pos = buf[:HEADER_BYTES].cast("q")
-        seq_off = HEADER_BYTES
-        self.data_offset = HEADER_BYTES + _align64(cap * 8)
-        self._seqs = buf[seq_off : seq_off + cap * 8].cast("q")
+        self.data_offset = HEADER_BYTES
         self._data = buf[self.data_offset : self.data_offset + cap * rs]
         # producer-local state
         self._tail = self._pos[_TAIL]
@@ -112,10 +110,6 @@ class Ring:
         shm.buf[:HEADER_BYTES] = bytes(HEADER_BYTES)
         _HDR.pack_into(shm.buf, 0, MAGIC, VERSION, record_size, capacity, os.getpid(), time.time_ns(),
                        MODE_LOSSLESS if lossless else MODE_LOSSY)
-        seqs = shm.buf[HEADER_BYTES : HEADER_BYTES + capacity * 8].cast("q")
-        for i in range(capacity):  # slot i holds nothing until sequence i is written
-            seqs[i] = -1
-        seqs.release()
         return cls(name, shm, create=True)
 
     @classmethod
@@ -168,7 +162,7 @@ class Ring:
             self._journal_fd = -1
         if self._shm is None:
             return
-        for mv in ("_pos", "_seqs", "_data", "copy_buffer"):
+        for mv in ("_pos", "_data", "copy_buffer"):
             v = getattr(self, mv, None)
             if v is not None:
                 try:
@@ -246,14 +240,10 @@ class Ring:
             self._head_cache = self._pos[_HEAD]
             if tail - self._head_cache >= self.capacity:
                 return -1
-        slot = tail & self.mask
-        self._seqs[slot] = -1  # mark in progress so a lapped reader cannot take a torn slot
-        return self.data_offset + slot * self.record_size
+        return self.data_offset + (tail & self.mask) * self.record_size
 
     def commit(self) -> None:
-        tail = self._tail
-        self._seqs[tail & self.mask] = tail
-        tail += 1
+        tail = self._tail + 1
         self._tail = tail
         self._pos[_TAIL] = tail
 
@@ -263,11 +253,7 @@ class Ring:
         if self._lossless:
             if self._spilling or tail - self._head_cache >= self.capacity:
                 return self._write_slow(packer.pack(*values))
-        slot = tail & self.mask
-        seqs = self._seqs
-        seqs[slot] = -1  # in progress: a lapped reader must not accept this slot
-        packer.pack_into(self.buffer, self.data_offset + slot * self.record_size, *values)
-        seqs[slot] = tail
+        packer.pack_into(self.buffer, self.data_offset + (tail & self.mask) * self.record_size, *values)
         tail += 1
         self._tail = tail
         self._pos[_TAIL] = tail
@@ -279,7 +265,6 @@ class Ring:
         pack_into = packer.pack_into
         pack = packer.pack
         buf = self.buffer
-        seqs = self._seqs
         pos = self._pos
         mask = self.mask
         rs = self.record_size
@@ -288,7 +273,6 @@ class Ring:
         ring = self
         T = _TAIL
         if self._lossless:
-            # a lossless reader never runs ahead of the tail, so slot sequences are not needed
             def write_lossless(*values) -> bool:
                 tail = ring._tail
                 if tail - ring._head_cache >= cap or ring._spilling:
@@ -301,10 +285,7 @@ class Ring:
 
         def write_lossy(*values) -> bool:
             tail = ring._tail
-            slot = tail & mask
-            seqs[slot] = -1
-            pack_into(buf, doff + slot * rs, *values)
-            seqs[slot] = tail
+            pack_into(buf, doff + (tail & mask) * rs, *values)
             ring._tail = pos[T] = tail + 1
             return True
 
@@ -319,7 +300,6 @@ class Ring:
             raise RingError("batch_writer is for lossy (market-data) rings; use writer() on lossless rings")
         pack_into = packer.pack_into
         buf = self.buffer
-        seqs = self._seqs
         pos = self._pos
         mask = self.mask
         rs = self.record_size
@@ -330,10 +310,7 @@ class Ring:
 
         def put(*values) -> None:
             t = pending[0]
-            slot = t & mask
-            seqs[slot] = -1
-            pack_into(buf, doff + slot * rs, *values)
-            seqs[slot] = t
+            pack_into(buf, doff + (t & mask) * rs, *values)
             pending[0] = t + 1
 
         def publish() -> int:
@@ -395,11 +372,8 @@ class Ring:
                 free = self.capacity
             slot = tail & self.mask
             k = min(n - done, free, self.capacity - slot)
-            seqs = np.frombuffer(self._seqs, dtype=np.int64)
-            seqs[slot : slot + k] = -1
             dst = np.frombuffer(self._data, dtype=np.uint8).reshape(self.capacity, self.record_size)
             dst[slot : slot + k] = raw[done : done + k]
-            seqs[slot : slot + k] = np.arange(tail, tail + k, dtype=np.int64)
             tail += k
             self._tail = tail
             self._pos[_TAIL] = tail
@@ -446,35 +420,28 @@ class Ring:
 
     def _poll_lossy(self, h: int, t: int) -> int:
         cap = self.capacity
-        seqs = self._seqs
         rs = self.record_size
+        pos = self._pos
         while True:
-            if t - h > cap:
+            if t - h > cap:  # lapped before we looked: resume at the oldest record still there
                 self._skip(h, t - cap)
                 h = t - cap
-            slot = h & self.mask
-            if seqs[slot] != h:
-                # The slot was committed for h (t > h), so a different value means a newer lap
-                # overwrote it or is writing it: we were lapped. Resume at the oldest live record.
-                t = self._pos[_TAIL]
-                new_h = max(h + 1, t - cap + 1)
+            off = (h & self.mask) * rs
+            self._copy[:] = self._data[off : off + rs]
+            t = pos[_TAIL]
+            if t - h >= cap:
+                # the producer reached sequence h + capacity (same slot) during or before the
+                # copy: it may be torn. Drop it and what else the producer has overtaken.
+                new_h = t - cap + 1
                 self._skip(h, new_h)
                 h = new_h
-                if h >= t:
-                    return -1
-                continue
-            off = slot * rs
-            self._copy[:] = self._data[off : off + rs]
-            if seqs[slot] != h:  # torn: overwritten while we copied
-                self._skip(h, h + 1)
-                h += 1
-                t = self._pos[_TAIL]
                 if h >= t:
                     return -1
                 continue
             h += 1
             self._head = h
             self._cpos[_HEAD] = h
+            self._tail_cache = t
             self.end_of_batch = h >= t
             return 0
 
@@ -535,8 +502,8 @@ class Ring:
 
     def read_batch(self, out: np.ndarray, limit: int | None = None) -> int:
         """Copy up to len(out) records into `out` (uint8 (N, record_size) or a structured
-        array of record_size itemsize). Lossy rings validate each slot's sequence; lapped or
-        torn records are skipped and counted. Returns records copied."""
+        array of record_size itemsize). Lossy rings check the tail after the copy; lapped or
+        possibly torn records are dropped and counted. Returns records copied."""
         raw = out.view(np.uint8).reshape(-1, self.record_size)
         cap = self.capacity
         limit = raw.shape[0] if limit is None else min(limit, raw.shape[0])
@@ -549,7 +516,6 @@ class Ring:
         if n <= 0:
             return 0
         data = np.frombuffer(self._data, dtype=np.uint8).reshape(cap, self.record_size)
-        seqs = np.frombuffer(self._seqs, dtype=np.int64)
         got = 0
         pos = h
         while got < n:
@@ -558,20 +524,14 @@ class Ring:
             raw[got : got + k] = data[slot : slot + k]
             got += k
             pos += k
+        n_valid = n
         if self.mode == MODE_LOSSY:
-            expect = np.arange(h, h + n, dtype=np.int64)
-            idx = expect & self.mask
-            ok = seqs[idx] == expect
-            if not ok.all():
-                keep = np.flatnonzero(ok)
-                bad = n - keep.size
+            t2 = self._pos[_TAIL]
+            bad = min(n, t2 - cap + 1 - h)  # sequences the producer may have overwritten meanwhile
+            if bad > 0:
                 self._cpos[_LOST] += bad
-                raw[: keep.size] = raw[keep]
-                n_valid = keep.size
-            else:
-                n_valid = n
-        else:
-            n_valid = n
+                raw[: n - bad] = raw[bad:n].copy()
+                n_valid = n - bad
         self._head = h + n
         self._cpos[_HEAD] = h + n
         self.end_of_batch = self._head >= self._pos[_TAIL]
