@@ -219,6 +219,9 @@ class Supervisor:
         t = time.monotonic()
         self.pg = start_embedded_postgres(os.path.join(self.data_dir, "pg"))
         self.database_url = self.pg.url
+        # children (spawned later) read it like any configured URL, e.g. the strategy process
+        # restoring positions after a restart
+        os.environ["DATABASE_URL"] = self.database_url
         log.info("database: embedded PostgreSQL under %s (started in %.1fs)", self.pg.data_dir,
                  time.monotonic() - t)
 
