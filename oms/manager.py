@@ -2,7 +2,12 @@
 
 Contract (the strategy host and run.py code against exactly this):
 
-    om = OrderManager(cfg, instruments, events_ring=None, counters=None)
+    om = OrderManager(cfg, instruments, events_ring=None, counters=None, *,
+                      recovery_lookback_s=900.0, position_source=None)
+                                     # position_source(since_ns) -> ({(venue, instr_id): (qty, avg_px,
+                                     # realized, fees, snapshot_ts_ns)}, {(venue, trade_id): event_ts_ns}):
+                                     # read once in start() (a restart continues from the persisted
+                                     # positions); see "Restart recovery" in oms/README.md
     await om.start(venues=None)      # open + authenticate each venue's order connection, subscribe
                                      # its private streams, load tick/lot/min-notional (and OKX
                                      # instIdCode) from REST, reconcile, arm dead-man switches;
@@ -39,8 +44,9 @@ fill_px, fee, liquidity, trade_id, reason.
 Every state change is written to the events ring as an ORDER_EVENT record (event_seq increases per
 order), every fill as a FILL record followed by a POSITION snapshot. Illegal transitions are
 logged and counted, never applied. A connection lost with requests in flight makes those orders
-UNKNOWN; reconciliation (open orders, then each unresolved order, then recent fills, over REST)
-runs after every (re)connect before the venue accepts orders again. Decides nothing about what to
+UNKNOWN; reconciliation (recent fills, then open orders, then each unresolved order, over REST)
+runs after every (re)connect before the venue accepts orders again; the first one also recovers
+the fills the venue made for an earlier (killed) session's orders, back `recovery_lookback_s`. Decides nothing about what to
 trade; never blocks the loop.
 """
 
@@ -119,7 +125,8 @@ def apply_sim_urls(cfg: Config, urls: dict) -> None:
 
 class _VenueState:
     __slots__ = ("gw", "ready", "reconciling", "reason", "order_bucket", "cancel_bucket", "task", "deadman_armed",
-                 "deadman_at", "reconnects", "reconciles", "last_reconcile_ms", "started_ms")
+                 "deadman_at", "reconnects", "reconciles", "last_reconcile_ms", "started_ms", "recover_syms",
+                 "recover_since_ms", "recover_until_ms", "fills_ok_ms", "fill_passes")
 
     def __init__(self, gw: Gateway, order_bucket: TokenBucket, cancel_bucket: TokenBucket) -> None:
         self.gw = gw
@@ -135,6 +142,11 @@ class _VenueState:
         self.reconciles = 0
         self.last_reconcile_ms = 0
         self.started_ms = 0
+        self.recover_syms: set[str] = set()  # venue symbols whose start-up fills recovery is still to do
+        self.recover_since_ms = 0  # venue time: start-up recovery looks back to here
+        self.recover_until_ms = 0  # venue time of the start: later unknown orders are ours (purged) or foreign
+        self.fills_ok_ms = 0  # venue time of the last fills reconciliation that reached every symbol
+        self.fill_passes = 0
 
 
 class OrderManager:
@@ -142,7 +154,9 @@ class OrderManager:
 
     def __init__(self, cfg: Config, instruments: Instruments, events_ring=None, counters=None, *,
                  deadman_timeout_s: float = 10.0, deadman_refresh_s: float = 2.0, reconnect: bool = True,
-                 id_gen: ClOrdIdGen | None = None, retain_terminal_s: float = 600.0) -> None:
+                 id_gen: ClOrdIdGen | None = None, retain_terminal_s: float = 600.0,
+                 recovery_lookback_s: float = 900.0,
+                 position_source: Callable[[int], tuple[dict, dict]] | None = None) -> None:
         self.cfg = cfg
         self.instruments = instruments
         self.ring = events_ring
@@ -162,6 +176,17 @@ class OrderManager:
         self._batches: dict[str, list[str]] = {}  # OKX batch-orders request id -> its client ids
         self._terminal_q: deque[tuple[int, str]] = deque()
         self.retain_terminal_s = retain_terminal_s
+        if recovery_lookback_s < 0:
+            raise ConfigError("recovery_lookback_s must be 0 or more")
+        self.recovery_lookback_s = recovery_lookback_s
+        self.position_source = position_source
+        self._snap_ts: dict[tuple[int, int], int] = {}  # restored positions: snapshot time (epoch ns)
+        self._persisted: dict[tuple[int, str], int] = {}  # (venue, trade id) -> event_ts_ns already stored
+        self._starting = False
+        self._restore_done = False
+        self._recovery_done: set[Exchange] = set()  # venues whose start-up recovery was set up
+        # orders of an earlier session continue their event_seq above anything that session wrote
+        self._adopt_seq = (time.time_ns() // 1_000_000) << 16
         self._stopping = False
         self._housekeeping: asyncio.Task | None = None
         self._bg: set[asyncio.Task] = set()
@@ -180,6 +205,16 @@ class OrderManager:
     async def start(self, venues: list[Exchange] | None = None) -> None:
         venues = venues if venues is not None else self.cfg.enabled_venues()
         self._stopping = False
+        self._starting = True
+        try:
+            await self._start(venues)
+        finally:
+            self._starting = False
+
+    async def _start(self, venues: list[Exchange]) -> None:
+        if self.position_source is not None and not self._restore_done:
+            self._restore_done = True  # once per manager: later positions are live, not stored ones
+            await self._restore_positions(venues)
         syms = self._symbols()
         for v in venues:
             vcfg = self.cfg.venue(v)
@@ -198,6 +233,34 @@ class OrderManager:
         if self._housekeeping is None:
             self._housekeeping = asyncio.get_running_loop().create_task(self._housekeeping_loop())
 
+    def _lookback_s(self, v: Exchange) -> float:
+        """How far back start-up reconciliation fetches fills: `[exchanges.<venue>]
+        recovery_lookback_s` when the config has it, else the constructor's (default 15 min)."""
+        lb = getattr(self.cfg.venue(v), "recovery_lookback_s", None)
+        return float(lb) if lb is not None and lb >= 0 else self.recovery_lookback_s
+
+    async def _restore_positions(self, venues: list[Exchange]) -> None:
+        """Positions from the last persisted snapshots (`position_source`, read once at start-up,
+        off the loop). Recovered fills already reflected in a snapshot are then not applied again;
+        the others are. Unreachable source: positions are rebuilt from the venues' fills alone."""
+        lb = max((self._lookback_s(v) for v in venues), default=self.recovery_lookback_s)
+        since_ns = time.time_ns() - int((lb + 600.0) * 1e9)  # 10 min margin for venue/local clock skew
+        try:
+            snaps, persisted = await asyncio.to_thread(self.position_source, since_ns)  # type: ignore[arg-type]
+        except Exception as e:
+            self.n["position_source_errors"] += 1
+            log.warning("persisted positions unavailable (%s); rebuilding positions from the venues' recent fills "
+                        "(last %.0f s) only", str(e).splitlines()[0][:200] if str(e) else type(e).__name__, lb)
+            return
+        for (venue, iid), (qty, avg_px, realized, fees, ts_ns) in (snaps or {}).items():
+            self.positions.restore(int(venue), int(iid), qty, avg_px, realized, fees)
+            self._snap_ts[(int(venue), int(iid))] = int(ts_ns)
+        self._persisted = {(int(venue), str(tid)): int(ts) for (venue, tid), ts in (persisted or {}).items()}
+        self.n["positions_restored"] += len(self._snap_ts)
+        if self._snap_ts:
+            log.info("restored %d position(s) from persisted snapshots (%d recent fills already stored)",
+                     len(self._snap_ts), len(self._persisted))
+
     def _symbols(self) -> list[str]:
         """The instruments registry's symbols (the strategy's), else the configured strategy symbols."""
         return list(self.instruments.symbols()) or list(self.cfg.market_making.symbols)
@@ -215,6 +278,12 @@ class OrderManager:
         if n == 0:
             raise GatewayError(f"{v.key}: the venue lists none of the symbols {gw.symbols}")
         st.started_ms = int(time.time() * 1000)
+        st.recover_until_ms = gw.now_ms()
+        st.recover_since_ms = st.recover_until_ms - int(self._lookback_s(v) * 1000)
+        if v not in self._recovery_done:  # the first start only: a restarted manager knows its own fills
+            self._recovery_done.add(v)
+            st.recover_syms = {self._venue_sym(v, self.instruments.id_for(s)) for s in gw.symbols
+                               if self.instruments.spec(v, self.instruments.id_for(s)) is not None}
         await self._connect_and_reconcile(v)
 
     async def _connect_and_reconcile(self, v: Exchange) -> None:
@@ -646,7 +715,12 @@ class OrderManager:
                 except Exception:
                     log.exception("order listener failed")
 
-    def _apply_fill(self, o: Order, u: Update, replay: bool = False) -> bool:
+    def _apply_fill(self, o: Order, u: Update, replay: bool = False, position: bool = True) -> bool:
+        """One trade, once per trade id: the order's filled quantity, the position and the FILL +
+        POSITION records. `position=False`: already in the restored positions and in the database
+        (a recovered fill that a persisted snapshot reflects): only the order learns it. While
+        `start()` runs, listeners are not told (the positions carry the fill; the strategy host
+        seeds risk from them)."""
         tid = u.trade_id
         if o.trade_ids is None:
             o.trade_ids = set()
@@ -662,12 +736,12 @@ class OrderManager:
         fee_quote = u.fee * px if u.fee_asset and u.fee_asset.upper() == base else u.fee
         o.fees += fee_quote
         pos = self.positions.get(o.venue, o.instr_id)
-        realized = pos.apply_fill(int(o.side), q, px, fee_quote)
+        realized = pos.apply_fill(int(o.side), q, px, fee_quote) if position else 0.0
         self.n["fills"] += 1
         if self._ctr:
             self.counters.inc(self._ctr["oms_fills"])
         now = time.time_ns()
-        ring = self.ring
+        ring = self.ring if position else None
         flags = F_REPLAY if replay else 0
         if ring is not None:
             ring.write(FILL_STRUCT, KIND_FILL, flags, int(o.venue), int(o.side), o.instr_id, u.liquidity, 0, now,
@@ -689,7 +763,7 @@ class OrderManager:
             o.prev_state = S.PARTIALLY_FILLED
         elif cur == S.PARTIALLY_FILLED:
             self._record(o, EventKind.FILL, notify=False)  # filled_qty / avg_px moved: persist it
-        if self.listeners:
+        if self.listeners and not self._starting:
             ev = OrderEvent(o, EventKind.FILL, q, px, fee_quote, u.liquidity, tid, ts_ns=now)
             for fn in self.listeners:
                 try:
@@ -949,10 +1023,13 @@ class OrderManager:
                 cl = from_wire(v, vo.cl_ord_id)
                 seen.add(cl)
                 o = self.orders.get(cl)
+                if o is None and vo.venue_ord_id:
+                    o = self._by_venue_id(v, vo.venue_ord_id)  # adopted from its fills under another id
                 if o is None:
                     o = self._adopt(v, cl, vo)
                     if o is None:
                         continue
+                seen.add(o.cl_ord_id)
                 self._reconcile_order(o, vo)
             mine = [o for o in self.orders.values() if o.venue == v and not o.state.is_terminal
                     and o.cl_ord_id not in seen]
@@ -994,10 +1071,14 @@ class OrderManager:
         o = Order(cl or f"venue{vo.venue_ord_id}", v, iid, self.instruments.name(iid), OrderSide(vo.side or 1),
                   vo.px, vo.qty, TimeInForce.GTC, OrderType.LIMIT, 0, time.perf_counter_ns())
         self._set_vid(o, vo.venue_ord_id)
-        o.filled_qty = vo.cum_qty  # trades of another session: not in our positions
+        # its fills in the lookback window were recovered (and applied) by `_reconcile_fills` before
+        # this, under its venue id; older ones are in the restored positions (or before our time)
+        o.filled_qty = max(vo.cum_qty, 0.0)
+        o.cum_quote = o.filled_qty * vo.avg_px
         o.avg_px = vo.avg_px
         o.acked_ns = o.created_ns
         o.state = S.UNKNOWN
+        o.event_seq = self._adopt_seq
         self.orders[o.cl_ord_id] = o
         self.n["adopted"] += 1
         return o
@@ -1020,26 +1101,129 @@ class OrderManager:
         self._apply_venue_state(o, target, EventKind.RECONCILED, Reason.NONE, vo.cum_qty)
 
     async def _reconcile_fills(self, v: Exchange) -> None:
-        gw = self._venues[v].gw
+        """Recent fills over REST, applied once per trade id (FILL records flagged F_REPLAY).
+
+        Start-up (and until it succeeds, per symbol): every symbol the venue trades, back
+        `recovery_lookback_s`, so that fills the venue made for an earlier (killed) session's orders
+        while nothing was running are recovered: their orders are adopted (queried by venue id,
+        else built from the fills) and the fills reach the events ring and the positions, unless
+        the restored snapshots already hold them. Later passes: the symbols of known orders, from
+        shortly before the last pass that reached every symbol."""
         st = self._venues[v]
-        vsyms = {self._venue_sym(v, o.instr_id) for o in self.orders.values() if o.venue == v}
-        since = st.started_ms - 60_000
-        for vsym in vsyms:
+        gw = st.gw
+        now_ms = gw.now_ms()
+        floor = st.recover_since_ms
+        recent_since = max(floor, (st.fills_ok_ms or st.started_ms) - 120_000)
+        known = {self._venue_sym(v, o.instr_id) for o in self.orders.values() if o.venue == v}
+        todo = sorted(set(st.recover_syms) | known)
+        first = st.fill_passes == 0
+        got: list[Update] = []
+        adoptable: set[str] = set()  # trade ids whose unknown order may be adopted
+        ok = True
+        for vsym in todo:
+            recovering = vsym in st.recover_syms
             try:
-                fills = await gw.recent_fills(vsym, since)
+                fills = await gw.recent_fills(vsym, floor if recovering else recent_since)
             except GatewayError as e:
                 log.warning("%s: recent fills for %s unavailable: %s", v.key, vsym, e)
+                ok = False
                 continue
+            if recovering:
+                st.recover_syms.discard(vsym)
             for f in fills:
-                o = self.orders.get(from_wire(v, f.cl_ord_id)) if f.cl_ord_id else None
-                if o is None and f.venue_ord_id:
-                    o = self._by_venue_id(v, f.venue_ord_id)
-                if o is None or not f.trade_id:
-                    continue
-                if o.trade_ids and f.trade_id in o.trade_ids:
-                    continue
-                self.n["reconciled_fills"] += 1
-                self._apply_fill(o, f, replay=True)
+                if f.trade_id and f.fill_qty > 0 and not (f.ts_ms and f.ts_ms < floor):
+                    if not f.vsym:
+                        f.vsym = vsym
+                    got.append(f)
+                    # an unknown order is an earlier session's only in the start-up recovery (a
+                    # retried one: up to the start); later it is one of ours already purged, or foreign
+                    if recovering and (first or f.ts_ms <= st.recover_until_ms):
+                        adoptable.add(f.trade_id)
+        st.fill_passes += 1
+        # orders nobody here knows (an earlier session's): adopt each once, by its venue id
+        unknown: dict[str, list[Update]] = {}
+        for f in got:
+            if f.trade_id in adoptable and self._fill_order(v, f) is None:
+                unknown.setdefault(f.venue_ord_id or "c" + f.cl_ord_id, []).append(f)
+        adopted: list[tuple[Order, VenueOrder | None]] = []
+        for fl in unknown.values():
+            if self._fill_order(v, fl[0]) is not None:
+                continue  # arrived meanwhile (a push)
+            item = await self._adopt_from_fills(v, fl)
+            if item is not None:
+                adopted.append(item)
+        got.sort(key=lambda f: f.ts_ms)  # positions move in the venue's order
+        for f in got:
+            o = self._fill_order(v, f)
+            if o is None or (o.trade_ids and f.trade_id in o.trade_ids):
+                continue
+            self.n["reconciled_fills"] += 1
+            ts = self._persisted.get((int(v), f.trade_id))
+            stored = ts is not None and ts <= self._snap_ts.get((int(v), o.instr_id), -1)
+            if stored:
+                self.n["fills_in_snapshot"] += 1
+            self._apply_fill(o, f, replay=True, position=not stored)
+        for o, vo in adopted:
+            if vo is not None and o.state == S.UNKNOWN:
+                self._reconcile_order(o, vo)
+            # not queryable: stays UNKNOWN; the open-orders pass (or the next query) settles it
+        if ok:
+            st.fills_ok_ms = now_ms
+
+    def _fill_order(self, v: Exchange, f: Update) -> Order | None:
+        o = self.orders.get(from_wire(v, f.cl_ord_id)) if f.cl_ord_id else None
+        if o is not None and f.venue_ord_id and o.venue_ord_id and o.venue_ord_id != f.venue_ord_id:
+            o = None  # a reused (foreign) client id: the venue id decides
+        if o is None and f.venue_ord_id:
+            o = self._by_venue_id(v, f.venue_ord_id)
+        return o
+
+    async def _adopt_from_fills(self, v: Exchange, fills: list[Update]) -> tuple[Order, VenueOrder | None] | None:
+        """An order of an earlier session known only from its recovered fills: ask the venue for it
+        (by venue id, else client id) and track it in the state the venue gives, or, when it cannot
+        be queried, as UNKNOWN built from the fills. Its fills are applied by the caller."""
+        gw = self._venues[v].gw
+        f0 = fills[0]
+        try:
+            iid = self.instruments.id_for_venue_symbol(f0.vsym, v)
+        except ValueError:
+            return None
+        vo: VenueOrder | None = None
+        try:
+            if f0.venue_ord_id:
+                vo = await gw.query_order_by_id(f0.venue_ord_id, f0.vsym)
+            elif f0.cl_ord_id:
+                vo = await gw.query_order(to_wire(v, from_wire(v, f0.cl_ord_id)), f0.vsym)
+        except Exception as e:
+            log.info("%s: order %s of recovered fills not queryable (%s); adopting it from its fills",
+                     v.key, f0.venue_ord_id or f0.cl_ord_id, str(e)[:120] or type(e).__name__)
+            vo = None
+        cl = from_wire(v, (vo.cl_ord_id if vo is not None else "") or f0.cl_ord_id)
+        vid = (vo.venue_ord_id if vo is not None else "") or f0.venue_ord_id
+        if not cl or cl in self.orders:
+            cl = f"venue{vid}"
+            if cl in self.orders:
+                return None
+        q = sum(f.fill_qty for f in fills)
+        vwap = sum(f.fill_qty * f.fill_px for f in fills) / q if q > 0 else 0.0
+        side = (vo.side if vo is not None else 0) or f0.side or 1
+        o = Order(cl, v, iid, self.instruments.name(iid), OrderSide(side),
+                  (vo.px if vo is not None else 0.0) or vwap, (vo.qty if vo is not None else 0.0) or q,
+                  TimeInForce.GTC, OrderType.LIMIT, 0, time.perf_counter_ns())
+        self._set_vid(o, vid)
+        if vo is not None and vo.cum_qty > q + _EPS:
+            # fills before the lookback window: in the restored positions (or before our time)
+            o.filled_qty = vo.cum_qty - q
+            o.cum_quote = max(vo.cum_qty * vo.avg_px - q * vwap, 0.0)
+            o.avg_px = o.cum_quote / o.filled_qty
+        o.acked_ns = o.created_ns
+        o.state = S.UNKNOWN
+        o.prev_state = S.NEW
+        o.event_seq = self._adopt_seq
+        self.orders[cl] = o
+        self.n["adopted"] += 1
+        self.n["adopted_from_fills"] += 1
+        return o, vo
 
     async def _resolve_unknown(self, v: Exchange) -> None:
         """Query each UNKNOWN order of a connected venue (after a timeout or an unknown-outcome reply)."""

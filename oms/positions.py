@@ -79,6 +79,16 @@ class PositionBook:
     def apply_fill(self, venue: int, instr_id: int, side: int, qty: float, px: float, fee_quote: float = 0.0) -> float:
         return self.get(venue, instr_id).apply_fill(side, qty, px, fee_quote)
 
+    def restore(self, venue: int, instr_id: int, qty: float, avg_px: float, realized_pnl: float = 0.0,
+                fees: float = 0.0) -> Position:
+        """Start a position from a persisted snapshot (a restart): fills after it apply on top."""
+        p = self.get(venue, instr_id)
+        p.qty = float(qty)
+        p.avg_px = float(avg_px) if qty else 0.0
+        p.realized_pnl = float(realized_pnl)
+        p.fees = float(fees)
+        return p
+
     def set_mark(self, venue: int, instr_id: int, mark_px: float) -> None:
         self.get(venue, instr_id).mark_px = mark_px
 

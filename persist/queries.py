@@ -97,3 +97,40 @@ def order_stats_url(url: str, since_ns: int = 0, timeout_s: float = 3.0) -> dict
     """`order_stats` over a short-lived connection (for an HTTP handler)."""
     with psycopg.connect(url, connect_timeout=max(1, int(timeout_s)), autocommit=True) as conn:
         return order_stats(conn, since_ns)
+
+
+# ---- start-up reads for the strategy process (never on the hot path) ----------------------------
+
+def latest_positions(conn: psycopg.Connection) -> dict[tuple[int, int], tuple[float, float, float, float, int]]:
+    """The newest persisted snapshot per (venue, instr_id): (qty, avg_px, realized_pnl, fees,
+    event_ts_ns). Empty when the schema is not there yet (a new database)."""
+    try:
+        rows = conn.execute(
+            "SELECT venue, instr_id, position, avg_px, realized_pnl, fees, event_ts_ns FROM positions").fetchall()
+    except psycopg.errors.UndefinedTable:
+        conn.rollback()
+        return {}
+    return {(int(v), int(i)): (float(q), float(a), float(r), float(f), int(t)) for v, i, q, a, r, f, t in rows}
+
+
+def persisted_trade_ids(conn: psycopg.Connection, since_ns: int) -> dict[tuple[int, str], int]:
+    """(venue, trade_id) -> event_ts_ns of every fill stored with event_ts_ns >= since_ns (the OMS's
+    write time; its POSITION snapshot carries the same time, so a fill is in a snapshot exactly when
+    its event_ts_ns is not after the snapshot's)."""
+    try:
+        rows = conn.execute("SELECT venue, trade_id, event_ts_ns FROM fills WHERE event_ts_ns >= %s",
+                            (since_ns,)).fetchall()
+    except psycopg.errors.UndefinedTable:
+        conn.rollback()
+        return {}
+    return {(int(v), str(t)): int(ts) for v, t, ts in rows}
+
+
+def position_source(url: str, timeout_s: float = 5.0):
+    """A callable for `OrderManager(position_source=...)`: `fn(since_ns)` -> (latest_positions,
+    persisted_trade_ids since `since_ns`), read over one short-lived connection. Raises when the
+    database cannot be reached (the OMS then rebuilds positions from the venues' fills)."""
+    def read(since_ns: int) -> tuple[dict, dict]:
+        with psycopg.connect(url, connect_timeout=max(1, int(timeout_s)), autocommit=True) as conn:
+            return latest_positions(conn), persisted_trade_ids(conn, since_ns)
+    return read

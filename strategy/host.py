@@ -747,9 +747,13 @@ def build_instruments(cfg: Config) -> Instruments:
 
 def run_strategy_process(config_path: str | None, prefix: str, cpu: int | None, venues: list[str],
                          urls: dict | None = None, strategy: str | Strategy | None = None,
-                         md_ring_timeout_s: float = 30.0) -> int:
+                         md_ring_timeout_s: float = 30.0, database_url: str | None = None) -> int:
     """The strategy process: pin, attach rings, start the OMS, trade, and on SIGTERM/SIGINT
-    run the kill switch and return 0. Bad config: one-line error, return 2."""
+    run the kill switch and return 0. Bad config: one-line error, return 2.
+
+    `database_url` (else `DATABASE_URL`, else `[database].url`): read once at start-up for the
+    last persisted positions, so that a restarted OMS continues from the true inventory; without
+    one (or when it is unreachable) positions are rebuilt from the venues' recent fills."""
     from common.config import load
     from ringbuf.counters import Counters
     from ringbuf.records import EVENT_RECORD_SIZE, MD_RECORD_SIZE
@@ -800,7 +804,15 @@ def run_strategy_process(config_path: str | None, prefix: str, cpu: int | None, 
     except ImportError as e:
         print(f"strategy: the OMS is not available ({e})", file=sys.stderr)
         return 1
-    oms = OrderManager(cfg, instruments, events_ring=events, counters=counters)
+    db_url = database_url or os.environ.get("DATABASE_URL") or cfg.database.url
+    position_source = None
+    if db_url:
+        from persist.queries import position_source as _position_source
+
+        position_source = _position_source(db_url)
+    else:
+        log.info("no database URL given: positions are rebuilt from the venues' recent fills at start")
+    oms = OrderManager(cfg, instruments, events_ring=events, counters=counters, position_source=position_source)
     state = MarketState(max(64, len(instruments) + 1))
     rms = RiskEngine(cfg.risk, instruments, state, counters, events)
     host = StrategyHost(cfg, instruments, strat, oms, md_rings, rms=rms, state=state, counters=counters,

@@ -569,3 +569,189 @@ def test_okx_batch_orders_template():
                             "ordType": "post_only", "px": "100.1", "sz": "0.5", "clOrdId": "id1"}
     (u,) = okx.decode(b'{"id":"bid0","op":"batch-orders","code":"50011","msg":"Rate limit reached","data":[]}')
     assert u.kind == U_REJECT and u.cl_ord_id == "" and u.req_id == "bid0" and u.reason == Reason.RATE_LIMIT
+
+
+# ---------------------------------------------------------------- restart recovery (no venue)
+def _recovering_manager(source=None, fills=(), vo=None, ring=None):
+    """A manager whose Binance gateway answers recent_fills / query_order_by_id from memory."""
+    import asyncio
+
+    from oms.venues.base import VenueOrder
+
+    om, gw = _manager()
+    om.position_source = source
+    om.ring = ring
+    calls = []
+
+    async def recent_fills(vsym, since_ms):
+        calls.append((vsym, since_ms))
+        return [Update(U_ORDER, **f) for f in fills]
+
+    async def query_order_by_id(vid, vsym):
+        return vo or VenueOrder("old1", vid, vsym, 1, 100.0, 3.0, 3.0, 100.0, S.FILLED)
+
+    gw.recent_fills = recent_fills
+    gw.query_order_by_id = query_order_by_id
+    st = om._venues[Exchange.BINANCE]
+    st.recover_since_ms = gw.now_ms() - 900_000
+    st.recover_syms = {"BTCUSDT"}
+
+    async def go():
+        om._starting = True
+        if source is not None:
+            await om._restore_positions([Exchange.BINANCE])
+        await om._reconcile_fills(Exchange.BINANCE)
+        om._starting = False
+
+    asyncio.run(go())
+    return om, calls
+
+
+def _fill(tid, qty, px=100.0, ts_ms=None, vid="77"):
+    import time
+
+    return dict(venue_ord_id=vid, vsym="BTCUSDT", fill_qty=qty, fill_px=px, trade_id=tid, side=1,
+                ts_ms=ts_ms if ts_ms is not None else int(time.time() * 1000) - 1000)
+
+
+def test_start_up_recovers_fills_of_an_unknown_order_into_positions():
+    import time
+
+    old = int(time.time() * 1000) - 3_600_000  # before the lookback: a venue that ignores `since`
+    om, calls = _recovering_manager(fills=[_fill("t1", 1.0), _fill("t2", 2.0, 110.0), _fill("t0", 5.0, ts_ms=old)])
+    assert calls and calls[0][0] == "BTCUSDT" and not om._venues[Exchange.BINANCE].recover_syms
+    o = om.order("old1")
+    assert o is not None and o.state == S.FILLED and o.filled_qty == 3.0 and o.trade_ids == {"t1", "t2"}
+    assert o.event_seq > 1 << 40  # continues above the killed session's event numbers
+    pos = om.positions.get(Exchange.BINANCE, 1)
+    assert pos.qty == 3.0 and pos.avg_px == pytest.approx((100.0 + 220.0) / 3)
+    assert om.n["adopted_from_fills"] == 1 and om.n["fills"] == 2
+    # a later pass (a reconnect): an order nobody knows now is one of ours purged after it ended
+    # (or foreign): its fills are not adopted again, and known fills are not applied twice
+    import asyncio
+
+    gw = om.gateway(Exchange.BINANCE)
+
+    async def later(vsym, since_ms):
+        return [Update(U_ORDER, **_fill("t1", 1.0)), Update(U_ORDER, **_fill("t9", 4.0, vid="88"))]
+
+    gw.recent_fills = later
+    om.orders["x"] = Order("x", Exchange.BINANCE, 1, "BTC-USDT", OrderSide.BUY, 100.0, 1.0)  # a known order
+    asyncio.run(om._reconcile_fills(Exchange.BINANCE))
+    assert pos.qty == 3.0 and om.n["adopted_from_fills"] == 1 and om.order("venue88") is None
+
+
+def test_recovered_fills_already_in_a_persisted_snapshot_are_not_counted_twice():
+    import time
+
+    from ringbuf.records import EVENT_RECORD_SIZE, F_REPLAY, FILL_DTYPE, KIND_FILL
+
+    snap_ns = time.time_ns() - 500_000_000
+    seen = {}
+
+    def source(since_ns):
+        seen["since"] = since_ns
+        # t1 was applied (and stored) before the snapshot; t2 was stored after it (killed between
+        # the FILL and its POSITION record); t3 never reached the database
+        return ({(1, 1): (1.0, 100.0, 0.0, 0.1, snap_ns)}, {(1, "t1"): snap_ns - 1000, (1, "t2"): snap_ns + 1000})
+
+    class _Ring:
+        def __init__(self):
+            self.recs = []
+
+        def write(self, st, *fields):
+            buf = bytearray(EVENT_RECORD_SIZE)
+            st.pack_into(buf, 0, *fields)
+            self.recs.append(bytes(buf))
+            return True
+
+    ring = _Ring()
+    om, _ = _recovering_manager(source, fills=[_fill("t1", 1.0), _fill("t2", 0.5), _fill("t3", 1.5)], ring=ring)
+    assert seen["since"] < snap_ns
+    pos = om.positions.get(Exchange.BINANCE, 1)
+    assert pos.qty == pytest.approx(3.0) and pos.fees == pytest.approx(0.1)
+    assert om.n["fills_in_snapshot"] == 1 and om.order("old1").filled_qty == 3.0
+    fills = [r for r in ring.recs if r[0] == KIND_FILL]
+    import numpy as np
+
+    arr = np.frombuffer(b"".join(fills), FILL_DTYPE)
+    assert sorted(arr["trade_id"].tolist()) == [b"t2", b"t3"] and (arr["flags"] & F_REPLAY).all()
+
+
+def test_unreachable_position_source_falls_back_to_the_venue_fills(caplog):
+    def source(since_ns):
+        raise OSError("connection refused\nsecond line")
+
+    with caplog.at_level("WARNING", logger="oms"):
+        om, _ = _recovering_manager(source, fills=[_fill("t1", 1.0), _fill("t2", 2.0)])
+    assert om.positions.get(Exchange.BINANCE, 1).qty == 3.0 and om.n["position_source_errors"] == 1
+    assert "persisted positions unavailable (connection refused)" in caplog.text
+
+
+def test_recovered_fills_are_paged_within_each_venue_limits():
+    import asyncio
+
+    async def go():
+        cfg = load(text="")
+        ins = Instruments(["BTC-USDT"])
+        # Binance: startTime first, then fromId (never both), while pages are full
+        b = binance.BinanceGateway(cfg.venue("binance"), ins, _Sink(), ["BTC-USDT"])
+        seen_b = []
+
+        async def bget(path, params=None, signed=False, method="GET"):
+            seen_b.append(dict(params))
+            start = params.get("fromId", 0)
+            n = binance.FILLS_PAGE if start < 2 * binance.FILLS_PAGE else 3
+            return [{"id": start + i, "orderId": 1, "qty": "1", "price": "1", "time": 1} for i in range(n)]
+
+        b._get = bget
+        out = await b.recent_fills("BTCUSDT", 123)
+        assert len(out) == 2 * binance.FILLS_PAGE + 3 and len(seen_b) == 3
+        assert seen_b[0]["startTime"] == 123 and "fromId" not in seen_b[0]
+        assert seen_b[1] == {"symbol": "BTCUSDT", "fromId": binance.FILLS_PAGE, "limit": binance.FILLS_PAGE}
+        # a venue that ignores the paging parameter: one repeated page ends the loop
+        seen_b.clear()
+
+        async def same(path, params=None, signed=False, method="GET"):
+            seen_b.append(params)
+            return [{"id": i, "orderId": 1, "qty": "1", "price": "1"} for i in range(binance.FILLS_PAGE)]
+
+        b._get = same
+        assert len(await b.recent_fills("BTCUSDT", 0)) == binance.FILLS_PAGE and len(seen_b) == 2
+        # OKX: newest first, back in time with after=<billId> until older than since
+        o = okx.OkxGateway(cfg.venue("okx"), ins, _Sink(), ["BTC-USDT"])
+        seen_o = []
+
+        async def ocall(method, path, body=None, signed=True):
+            seen_o.append(path)
+            top = 1000 - 100 * (len(seen_o) - 1)
+            return [{"tradeId": str(top - i), "billId": str(top - i), "ordId": "1", "fillSz": "1", "fillPx": "1",
+                     "ts": str(top - i)} for i in range(okx.FILLS_PAGE)]
+
+        o._call = ocall
+        out = await o.recent_fills("BTC-USDT", 750)
+        assert len(seen_o) == 3 and "after=901" in seen_o[1] and "limit=100" in seen_o[0]
+        assert "begin=750" in seen_o[0]
+        # Gate: page=1, 2, ... while full
+        g = gate.GateGateway(cfg.venue("gate"), ins, _Sink(), ["BTC-USDT"])
+        seen_g = []
+
+        async def gcall(method, path, query="", body=None, signed=True, allow_404=False):
+            seen_g.append(query)
+            page = len(seen_g)
+            n = gate.FILLS_PAGE if page == 1 else 5
+            return [{"id": page * 10_000 + i, "amount": "1", "price": "1", "create_time_ms": "1700000000123.5"}
+                    for i in range(n)]
+
+        g._call = gcall
+        out = await g.recent_fills("BTC_USDT", 1_700_000_000_999)
+        assert len(out) == gate.FILLS_PAGE + 5 and "page=2" in seen_g[1] and "from=1700000000" in seen_g[0]
+        assert out[0].ts_ms == 1_700_000_000_123
+
+    asyncio.run(go())
+
+
+def test_gate_trade_time_in_seconds_or_milliseconds():
+    assert gate.usertrade({"create_time_ms": "1700000000123.456"}).ts_ms == 1_700_000_000_123
+    assert gate.usertrade({"create_time_ms": "1700000000.123"}).ts_ms == 1_700_000_000_123
+    assert gate.usertrade({"create_time": "1700000000"}).ts_ms == 1_700_000_000_000

@@ -432,7 +432,12 @@ class Gateway:
     async def query_order(self, wire_id: str, vsym: str) -> VenueOrder | None:
         raise NotImplementedError
 
+    async def query_order_by_id(self, venue_ord_id: str, vsym: str) -> VenueOrder | None:
+        """The order by the venue's own id (None: the venue does not know it)."""
+        raise NotImplementedError
+
     async def recent_fills(self, vsym: str, since_ms: int) -> list[Update]:
+        """Our fills on `vsym` from `since_ms` (venue time), every page the venue allows."""
         raise NotImplementedError
 
     async def arm_deadman(self, timeout_s: int) -> bool:

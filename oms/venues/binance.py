@@ -308,15 +308,41 @@ class BinanceGateway(Gateway):
             raise
         return venue_order(o)
 
+    async def query_order_by_id(self, venue_ord_id: str, vsym: str) -> VenueOrder | None:
+        """The order by Binance's orderId (recovered fills carry no client id)."""
+        try:
+            o = await self._get("/api/v3/order", {"symbol": vsym, "orderId": venue_ord_id}, signed=True)
+        except GatewayError as e:
+            if "-2013" in str(e) or "-2011" in str(e):
+                return None
+            raise
+        return venue_order(o)
+
     async def recent_fills(self, vsym: str, since_ms: int) -> list[Update]:
-        body = await self._get("/api/v3/myTrades", {"symbol": vsym, "startTime": since_ms}, signed=True)
-        out = []
-        for t in body:
-            out.append(Update(U_ORDER, venue_ord_id=str(t.get("orderId", "")), vsym=t.get("symbol", vsym),
-                              fill_qty=fnum(t.get("qty")), fill_px=fnum(t.get("price")),
-                              fee=fnum(t.get("commission")), fee_asset=t.get("commissionAsset", ""),
-                              liquidity=1 if t.get("isMaker") else 2, trade_id=str(t.get("id", "")),
-                              side=1 if t.get("isBuyer") else -1, ts_ms=int(t.get("time", 0))))
+        """myTrades from `since_ms` (oldest first, up to FILLS_PAGE per request), then page forward
+        with `fromId` (which Binance does not combine with startTime) while pages come back full.
+        At most FILLS_MAX_PAGES requests (weight 20 each); Binance caps a startTime window at 24 h."""
+        out: list[Update] = []
+        seen: set[str] = set()
+        params: dict = {"symbol": vsym, "startTime": since_ms, "limit": FILLS_PAGE}
+        for _ in range(FILLS_MAX_PAGES):
+            body = await self._get("/api/v3/myTrades", params, signed=True)
+            new = 0
+            last_id = -1
+            for t in body or []:
+                u = fill_update(t, vsym)
+                if u.trade_id in seen:
+                    continue
+                seen.add(u.trade_id)
+                out.append(u)
+                new += 1
+                try:
+                    last_id = max(last_id, int(t.get("id", -1)))
+                except (TypeError, ValueError):
+                    pass
+            if len(body or []) < FILLS_PAGE or not new or last_id < 0:
+                break
+            params = {"symbol": vsym, "fromId": last_id + 1, "limit": FILLS_PAGE}
         return out
 
     async def cancel_all_rest(self, vsym: str) -> None:
@@ -348,6 +374,19 @@ def load_ed25519_private(secret: str):
         return Ed25519PrivateKey.from_private_bytes(base64.b64decode(s))
     except Exception:
         raise GatewayError("binance: secret_key is not an Ed25519 private key (PEM or base64 of 32 bytes)") from None
+
+
+FILLS_PAGE = 1000  # myTrades maximum
+FILLS_MAX_PAGES = 10
+
+
+def fill_update(t: dict, vsym: str = "") -> Update:
+    """One myTrades row (no client order id: only orderId)."""
+    return Update(U_ORDER, venue_ord_id=str(t.get("orderId", "")), vsym=t.get("symbol", vsym),
+                  fill_qty=fnum(t.get("qty")), fill_px=fnum(t.get("price")),
+                  fee=fnum(t.get("commission")), fee_asset=t.get("commissionAsset", ""),
+                  liquidity=1 if t.get("isMaker") else 2, trade_id=str(t.get("id", "")),
+                  side=1 if t.get("isBuyer") else -1, ts_ms=int(t.get("time", 0) or 0))
 
 
 def venue_order(o: dict) -> VenueOrder:

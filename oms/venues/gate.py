@@ -253,9 +253,30 @@ class GateGateway(Gateway):
         js = await self._call("GET", f"/api/v4/spot/orders/{wire_id}", f"currency_pair={vsym}", allow_404=True)
         return venue_order(js) if js else None
 
+    async def query_order_by_id(self, venue_ord_id: str, vsym: str) -> VenueOrder | None:
+        js = await self._call("GET", f"/api/v4/spot/orders/{venue_ord_id}", f"currency_pair={vsym}", allow_404=True)
+        return venue_order(js) if js else None
+
     async def recent_fills(self, vsym: str, since_ms: int) -> list[Update]:
-        js = await self._call("GET", "/api/v4/spot/my_trades", f"currency_pair={vsym}&from={since_ms // 1000}")
-        return [usertrade(t) for t in js or []]
+        """my_trades from `since_ms` (seconds resolution; newest first, FILLS_PAGE per request),
+        then `page=2, 3, ...` while pages come back full and bring new trades. At most
+        FILLS_MAX_PAGES requests."""
+        out: list[Update] = []
+        seen: set[str] = set()
+        for page in range(1, FILLS_MAX_PAGES + 1):
+            js = await self._call("GET", "/api/v4/spot/my_trades",
+                                  f"currency_pair={vsym}&from={since_ms // 1000}&limit={FILLS_PAGE}&page={page}")
+            new = 0
+            for t in js or []:
+                u = usertrade(t)
+                if u.trade_id in seen:
+                    continue
+                seen.add(u.trade_id)
+                out.append(u)
+                new += 1
+            if len(js or []) < FILLS_PAGE or not new:
+                break
+        return out
 
     async def arm_deadman(self, timeout_s: int) -> bool:
         t = 0 if timeout_s <= 0 else max(int(timeout_s), 5)
@@ -291,13 +312,25 @@ def venue_order(o: dict) -> VenueOrder:
                       fnum(o.get("avg_deal_price")), st)
 
 
+FILLS_PAGE = 1000  # my_trades maximum
+FILLS_MAX_PAGES = 10
+
+
 def usertrade(t: dict) -> Update:
     return Update(U_ORDER, cl_ord_id=from_wire(VENUE, t.get("text", "")), venue_ord_id=str(t.get("order_id", "")),
                   vsym=t.get("currency_pair", ""), fill_qty=fnum(t.get("amount")), fill_px=fnum(t.get("price")),
                   fee=fnum(t.get("fee")), fee_asset=t.get("fee_currency", ""),
                   liquidity=1 if t.get("role") == "maker" else 2, trade_id=str(t.get("id", "")),
-                  side=1 if t.get("side") == "buy" else -1,
-                  ts_ms=int(fnum(t.get("create_time_ms")) or fnum(t.get("create_time")) * 1000))
+                  side=1 if t.get("side") == "buy" else -1, ts_ms=_trade_ms(t))
+
+
+def _trade_ms(t: dict) -> int:
+    """Trade time in ms: `create_time_ms` is documented in ms ("1655714145125.512"), but a value in
+    seconds with a fraction ("1655714145.125") is also seen; `create_time` is in seconds."""
+    v = fnum(t.get("create_time_ms"))
+    if v and v < 1e11:
+        v *= 1000.0
+    return int(v or fnum(t.get("create_time")) * 1000)
 
 
 _IGNORE = Update(U_IGNORE)

@@ -245,16 +245,38 @@ class OkxGateway(Gateway):
             raise
         return venue_order(data[0]) if data else None
 
+    async def query_order_by_id(self, venue_ord_id: str, vsym: str) -> VenueOrder | None:
+        try:
+            data = await self._call("GET", f"/api/v5/trade/order?instId={vsym}&ordId={venue_ord_id}")
+        except GatewayError as e:
+            if "51603" in str(e):
+                return None
+            raise
+        return venue_order(data[0]) if data else None
+
     async def recent_fills(self, vsym: str, since_ms: int) -> list[Update]:
-        data = await self._call("GET", f"/api/v5/trade/fills?instType=SPOT&instId={vsym}&begin={since_ms}")
-        out = []
-        for f in data:
-            fee = fnum(f.get("fee"))
-            out.append(Update(U_ORDER, cl_ord_id=f.get("clOrdId", ""), venue_ord_id=str(f.get("ordId", "")),
-                              vsym=f.get("instId", vsym), fill_qty=fnum(f.get("fillSz")),
-                              fill_px=fnum(f.get("fillPx")), fee=-fee, fee_asset=f.get("feeCcy", ""),
-                              liquidity=1 if f.get("execType") == "M" else 2, trade_id=str(f.get("tradeId", "")),
-                              side=1 if f.get("side") == "buy" else -1, ts_ms=int(f.get("ts", 0) or 0)))
+        """trade/fills (the last 3 days; newest first, FILLS_PAGE per request), paged back in time
+        with `after=<billId>` until a page is short, older than `since_ms`, or brings nothing new.
+        At most FILLS_MAX_PAGES requests (the endpoint allows 60 per 2 s)."""
+        out: list[Update] = []
+        seen: set[str] = set()
+        after = ""
+        for _ in range(FILLS_MAX_PAGES):
+            q = f"/api/v5/trade/fills?instType=SPOT&instId={vsym}&begin={since_ms}&limit={FILLS_PAGE}"
+            data = await self._call("GET", q + (f"&after={after}" if after else ""))
+            new = 0
+            oldest_ms = None
+            for f in data or []:
+                u = fill_update(f, vsym)
+                if u.trade_id in seen:
+                    continue
+                seen.add(u.trade_id)
+                out.append(u)
+                new += 1
+                after = str(f.get("billId", "")) or after
+                oldest_ms = u.ts_ms if oldest_ms is None else min(oldest_ms, u.ts_ms)
+            if len(data or []) < FILLS_PAGE or not new or not after or (oldest_ms is not None and oldest_ms < since_ms):
+                break
         return out
 
     async def arm_deadman(self, timeout_s: int) -> bool:
@@ -285,6 +307,19 @@ def parse_instruments(data: list, instruments, codes: dict[str, int], wanted: se
                                             venue_code=code))
         n += 1
     return n
+
+
+FILLS_PAGE = 100  # trade/fills maximum
+FILLS_MAX_PAGES = 20
+
+
+def fill_update(f: dict, vsym: str = "") -> Update:
+    """One trade/fills row (OKX fees are negative when paid)."""
+    return Update(U_ORDER, cl_ord_id=f.get("clOrdId", ""), venue_ord_id=str(f.get("ordId", "")),
+                  vsym=f.get("instId", vsym), fill_qty=fnum(f.get("fillSz")),
+                  fill_px=fnum(f.get("fillPx")), fee=-fnum(f.get("fee")), fee_asset=f.get("feeCcy", ""),
+                  liquidity=1 if f.get("execType") == "M" else 2, trade_id=str(f.get("tradeId", "")),
+                  side=1 if f.get("side") == "buy" else -1, ts_ms=int(f.get("ts", 0) or 0))
 
 
 def venue_order(o: dict) -> VenueOrder:
