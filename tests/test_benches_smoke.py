@@ -1,6 +1,7 @@
 """The end-to-end harnesses run and write the documented JSON: benches.tick_to_trade --quick and
 benches.throughput --quick, once each, against the real simulator and processes.
-Only shapes and counts are checked: a timing never decides a test."""
+Only shapes and counts are checked: a timing never decides a test. Two unit tests pin down the
+jump/order pairing and the faster_fifo ring adapter the harness relies on."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _run(args: list[str], timeout_s: float) -> subprocess.CompletedProcess:
@@ -20,6 +20,8 @@ def _run(args: list[str], timeout_s: float) -> subprocess.CompletedProcess:
                           timeout=timeout_s)
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_tick_to_trade_quick_json(tmp_path):
     out = tmp_path / "ttt.json"
     png = tmp_path / "ttt.png"
@@ -39,6 +41,8 @@ def test_tick_to_trade_quick_json(tmp_path):
     assert "process layout" in p.stdout
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_throughput_quick_json(tmp_path):
     out = tmp_path / "thr.json"
     p = _run(["benches.throughput", "--quick", "--json", str(out)], 600)
@@ -49,6 +53,8 @@ def test_throughput_quick_json(tmp_path):
     assert r["rss_mb_total"] > 0
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["benches.tick_to_trade", "--cpus", "x"],
                                   ["benches.tick_to_trade", "--phases", "nope"],
                                   ["benches.throughput", "--duration", "1"]])
@@ -56,3 +62,44 @@ def test_bad_arguments_exit_2(args):
     p = _run(args, 120)
     assert p.returncode == 2, p.stdout + p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.unit
+def test_jump_pairing_takes_the_first_order_inside_each_interval():
+    from benches.tick_to_trade import tick_to_trade
+
+    ms = 1_000_000
+    probe = {"md": [{"venue": "okx", "symbol": "BTC-USDT", "kind": "bbo-tbt", "send_ns": t * ms}
+                    for t in (100, 200, 300)]
+            + [{"venue": "okx", "symbol": "BTC-USDT", "kind": "books", "send_ns": 99 * ms},
+               {"venue": "okx", "symbol": "ETH-USDT", "kind": "bbo-tbt", "send_ns": 150 * ms}],
+             "orders": [{"venue": "okx", "recv_ns": t * ms} for t in (50, 101, 102, 250, 260)]
+             + [{"venue": "gate", "recv_ns": 201 * ms}]}
+    r = tick_to_trade(probe, "BTC-USDT", 100 * ms)["okx"]
+    assert r["pairs"] == [(100 * ms, 101 * ms), (200 * ms, 250 * ms)]
+    assert r["jumps"] == 3 and r["missed"] == 1
+
+
+@pytest.mark.unit
+def test_faster_fifo_adapter_delivers_records_in_order():
+    import numpy as np
+
+    from benches.baselines.fifo_pipeline import QueueConsumer, QueueProducer, make_queue
+    from ringbuf.records import BOOK_LEVEL_STRUCT, MD_STRUCT, QUOTE_STRUCT
+
+    q = make_queue()
+    prod, cons = QueueProducer(q), QueueConsumer(q)
+    quote = prod.writer(QUOTE_STRUCT)
+    put, publish = prod.batch_writer(BOOK_LEVEL_STRUCT)
+    quote(1, 0, 2, 0, 1, 0, 10, 11, 1, 100.0, 1.0, 101.0, 2.0)
+    for i in range(5):
+        put(3, 0, 2, 1, 1, i, 10, 11, 2 + i, 100.0 - i, 1.0, 0, 0)
+    assert publish() == 5
+    assert cons.poll() == 0
+    assert MD_STRUCT.unpack_from(cons.copy_buffer, 0)[8] == 1
+    assert cons.poll() == 0 and MD_STRUCT.unpack_from(cons.copy_buffer, 0)[8] == 2
+    assert cons.tail_position - cons.head_position == 4
+    out = np.zeros((8, 64), dtype=np.uint8)
+    assert cons.read_batch(out, 10) == 4
+    assert [MD_STRUCT.unpack_from(out[i].tobytes())[8] for i in range(4)] == [3, 4, 5, 6]
+    assert cons.poll() == -1
