@@ -523,6 +523,9 @@ def run_phase(sim, part, args, load: bool) -> dict:
     res["unanswered_jumps"] = sum(per_venue[v]["missed"] for v in VENUES)
     # jumps with no order within the interval are not in the percentiles: say how many were answered
     res["answered_fraction"] = round(res["count"] / res["jumps"], 3) if res["jumps"] else None
+    # a lower bound that does not flatter a participant falling behind: unanswered = one interval
+    censored = samples + [args.interval_ms * 1_000_000] * res["unanswered_jumps"]
+    res["p99_incl_unanswered_us"] = hdr_summary(censored)["p99_us"]
     res["order_requests"] = sum(per_venue[v]["orders"] for v in VENUES)
     res["frames_sent_per_s"] = round(frames / elapsed)  # every frame the venues wrote; md dominates
     res["startup_s"] = round(startup_s, 1)
@@ -743,7 +746,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  pipeline p50 - floor p50 = {results['pipeline']['p50_us'] - results['floor']['p50_us']:.1f} us")
     ld = results.get("load")
     if ld and ld["pipeline"]["p99_us"] and ld["naive"]["p99_us"]:
-        print(f"  under load: naive p99 / pipeline p99 = {ld['naive']['p99_us'] / ld['pipeline']['p99_us']:.1f}x")
+        print(f"  under load: naive p99 / pipeline p99 = {ld['naive']['p99_us'] / ld['pipeline']['p99_us']:.1f}x"
+              f" (answered jumps only); counting unanswered jumps as {args.interval_ms} ms: "
+              f"{ld['naive']['p99_incl_unanswered_us'] / ld['pipeline']['p99_incl_unanswered_us']:.1f}x")
     print(f"  wall {results['wall_s']} s, load average at end {results['machine']['load_avg_end']}")
 
     if args.plot:
