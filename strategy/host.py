@@ -821,6 +821,7 @@ def run_strategy_process(config_path: str | None, prefix: str, cpu: int | None, 
     from strategy.status import StatusWriter
 
     host.status_writer = StatusWriter(cfg.system.data_dir, prefix)
+    host.status_writer.attach(oms)  # counts every order event from the first one
 
     async def main() -> int:
         loop = asyncio.get_running_loop()

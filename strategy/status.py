@@ -14,9 +14,6 @@ import numpy as np
 from common.enums import Exchange, OrderState
 from monitor.sources import status_path, write_status
 
-_ACKED = {OrderState.NEW, OrderState.PARTIALLY_FILLED, OrderState.FILLED, OrderState.PENDING_CANCEL,
-          OrderState.CANCELED, OrderState.EXPIRED, OrderState.PENDING_AMEND}
-
 
 def _params(strategy) -> dict:
     cfg = getattr(strategy, "cfg", None)
@@ -34,26 +31,44 @@ def _decision_latency(host) -> dict:
             "decision_n": int(n)}
 
 
-def build_status(host, ready: bool) -> dict:
+class OrderCounts:
+    """Per-venue order counts kept from the OMS's events as they happen, so writing the status
+    never walks the OMS's order table (which would stall the hot loop as it grows)."""
+
+    def __init__(self) -> None:
+        self.by_venue: dict[str, dict] = {}
+
+    def venue(self, key: str) -> dict:
+        d = self.by_venue.get(key)
+        if d is None:
+            d = self.by_venue[key] = {"sent": 0, "acked": 0, "rejected": 0, "unknown": 0, "fills": 0,
+                                      "filled_orders": 0, "pnl": 0.0}
+        return d
+
+    def on_event(self, ev) -> None:
+        kind = getattr(ev.kind, "name", str(ev.kind))
+        o = ev.order
+        d = self.venue(o.venue.key)
+        if kind == "PENDING" and o.state == OrderState.PENDING_NEW:
+            d["sent"] += 1
+        elif kind == "ACK":
+            d["acked"] += 1
+        elif kind == "REJECT":
+            d["rejected"] += 1
+        elif kind == "UNKNOWN":
+            d["unknown"] += 1
+        elif kind == "FILL":
+            d["fills"] += 1
+            if o.filled_qty <= ev.fill_qty + 1e-12:  # first fill of this order
+                d["filled_orders"] += 1
+
+
+def build_status(host, ready: bool, counts: OrderCounts) -> dict:
     oms = host.oms
     instruments = host.instruments
-    orders = list(getattr(oms, "orders", {}).values())
-    by_venue: dict[str, dict] = {}
-    sent = acked = rejected = unknown = filled_orders = 0
-    for o in orders:
-        v = by_venue.setdefault(o.venue.key, {"sent": 0, "acked": 0, "rejected": 0, "fills": 0, "pnl": 0.0})
-        v["sent"] += 1
-        sent += 1
-        if o.state == OrderState.REJECTED:
-            v["rejected"] += 1
-            rejected += 1
-        elif o.state == OrderState.UNKNOWN:
-            unknown += 1
-        elif o.state in _ACKED:
-            v["acked"] += 1
-            acked += 1
-        if o.filled_qty > 0:
-            filled_orders += 1
+    by_venue = {k: dict(v) for k, v in counts.by_venue.items()}
+    tot = {k: sum(v[k] for v in by_venue.values()) for k in ("sent", "acked", "rejected", "unknown", "fills",
+                                                               "filled_orders")}
     n = getattr(oms, "n", {})
     positions = []
     realized = unrealized = fees = 0.0
@@ -69,8 +84,7 @@ def build_status(host, ready: bool) -> dict:
         fees += p.fees
         if venue in by_venue:
             by_venue[venue]["pnl"] += p.realized_pnl + upnl - p.fees
-            by_venue[venue]["fills"] += p.fills
-    answered = sent - unknown - sum(1 for o in orders if o.state == OrderState.PENDING_NEW)
+    answered = tot["acked"] + tot["rejected"]
     ack_lat = oms.latency_percentiles() if hasattr(oms, "latency_percentiles") else {}
     open_orders = [{"cl_ord_id": o.cl_ord_id, "venue": o.venue.key, "symbol": instruments.name(o.instr_id),
                     "side": "BUY" if int(o.side) > 0 else "SELL", "px": o.px, "qty": o.qty,
@@ -82,33 +96,24 @@ def build_status(host, ready: bool) -> dict:
                     "ack_p999": ack_lat.get("p99.9", 0.0), "ack_n": ack_lat.get("n", 0)})
     rms = host.rms.summary() if hasattr(host.rms, "summary") else {}
     strat = host.strategy
+    pnl = {"realized": realized, "unrealized": unrealized, "fees": fees, "total": realized + unrealized - fees}
     return {
         "pid": os.getpid(), "ts": time.time(), "ready": ready,
         "strategies": [{"name": getattr(strat, "name", type(strat).__name__), "class": type(strat).__name__,
                         "state": rms.get("state", "UNKNOWN"), "state_reason": rms.get("state_reason", ""),
                         "parameters": _params(strat), "positions": positions, "open_orders": open_orders,
-                        "pnl": {"realized": realized, "unrealized": unrealized, "fees": fees,
-                                "total": realized + unrealized - fees}}],
-        "orders": {"sent": sent, "acked": acked, "rejected": rejected, "unknown": unknown,
-                   "filled_orders": filled_orders, "fills": int(n.get("fills", 0)),
-                   "success_rate": (acked / answered) if answered > 0 else None,
-                   "fill_rate": (filled_orders / acked) if acked else None,
-                   "by_state": dict(sum_states(orders)), "by_venue": by_venue,
+                        "pnl": pnl}],
+        "orders": {**tot, "success_rate": (tot["acked"] / answered) if answered else None,
+                   "fill_rate": (tot["filled_orders"] / tot["acked"]) if tot["acked"] else None,
+                   "by_venue": by_venue, "counts": {k: int(v) for k, v in dict(n).items()},
                    "rejects_by_reason": dict(getattr(oms, "rejects_by_reason", {})),
                    "ack_latency_us": ack_lat, "open": len(open_orders)},
         "positions": positions,
-        "pnl": {"realized": realized, "unrealized": unrealized, "fees": fees, "total": realized + unrealized - fees},
+        "pnl": pnl,
         "latency_us": lat,
         "risk": rms,
         "venues": oms.venue_status() if hasattr(oms, "venue_status") else {},
     }
-
-
-def sum_states(orders) -> dict:
-    out: dict[str, int] = {}
-    for o in orders:
-        out[o.state.name] = out.get(o.state.name, 0) + 1
-    return out
 
 
 class StatusWriter:
@@ -119,13 +124,21 @@ class StatusWriter:
         self.every_s = every_s
         self._last = 0.0
         self.errors = 0
+        self.counts = OrderCounts()
+        self._attached = None
+
+    def attach(self, oms) -> None:
+        if self._attached is not oms and hasattr(oms, "add_listener"):
+            oms.add_listener(self.counts.on_event)
+            self._attached = oms
 
     def maybe_write(self, host, ready: bool, force: bool = False) -> None:
+        self.attach(host.oms)
         now = time.monotonic()
         if not force and now - self._last < self.every_s:
             return
         self._last = now
         try:
-            write_status(self.path, build_status(host, ready))
+            write_status(self.path, build_status(host, ready, self.counts))
         except Exception:
             self.errors += 1  # status is for humans and monitors; never take the hot process down
