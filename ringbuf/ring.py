@@ -43,6 +43,7 @@ _HEAD = 256 // 8  # consumer cache line
 _LOST = _HEAD + 1  # records a lossy consumer lost to overruns or torn copies
 _JOURNAL_READ = _HEAD + 2  # journal records the consumer has consumed
 _CONSUMER_PID = _HEAD + 3
+_SLEEPING = _HEAD + 4  # the consumer is (about to be) asleep: the producer sends one wake-up datagram
 _JOURNAL_PATH_OFF = 384  # producer's spill journal path (absolute, NUL padded), read by the consumer
 _JOURNAL_PATH_MAX = 127
 
@@ -89,6 +90,7 @@ class Ring:
         self._spilling = self._pos[_SPILLED] != self._pos[_JOURNAL_READ]
         self._journal_path: str | None = None
         self._journal_fd = -1
+        self._wake_sock = None
         self.spin_limit = 20_000
         # consumer-local state
         self._head = self._pos[_HEAD]
@@ -160,6 +162,9 @@ class Ring:
         if self._journal_fd >= 0:
             os.close(self._journal_fd)
             self._journal_fd = -1
+        if self._wake_sock is not None:
+            self._wake_sock.close()
+            self._wake_sock = None
         if self._shm is None:
             return
         for mv in ("_pos", "_data", "copy_buffer"):
@@ -246,6 +251,8 @@ class Ring:
         tail = self._tail + 1
         self._tail = tail
         self._pos[_TAIL] = tail
+        if self._pos[_SLEEPING]:
+            self._wake()
 
     def write(self, packer: struct.Struct, *values) -> bool:
         """Pack one record. Lossy: never waits. Lossless: spins, then spills to the journal."""
@@ -257,6 +264,8 @@ class Ring:
         tail += 1
         self._tail = tail
         self._pos[_TAIL] = tail
+        if self._pos[_SLEEPING]:
+            self._wake()
         return True
 
     def writer(self, packer: struct.Struct) -> Callable[..., bool]:
@@ -272,6 +281,7 @@ class Ring:
         cap = self.capacity
         ring = self
         T = _TAIL
+        S = _SLEEPING
         if self._lossless:
             def write_lossless(*values) -> bool:
                 tail = ring._tail
@@ -279,6 +289,8 @@ class Ring:
                     return ring._write_slow(pack(*values))
                 pack_into(buf, doff + (tail & mask) * rs, *values)
                 ring._tail = pos[T] = tail + 1
+                if pos[S]:
+                    ring._wake()
                 return True
 
             return write_lossless
@@ -287,6 +299,8 @@ class Ring:
             tail = ring._tail
             pack_into(buf, doff + (tail & mask) * rs, *values)
             ring._tail = pos[T] = tail + 1
+            if pos[S]:
+                ring._wake()
             return True
 
         return write_lossy
@@ -306,6 +320,7 @@ class Ring:
         doff = self.data_offset
         ring = self
         T = _TAIL
+        S = _SLEEPING
         pending = [self._tail]
 
         def put(*values) -> None:
@@ -318,6 +333,8 @@ class Ring:
             n = t - ring._tail
             if n:
                 ring._tail = pos[T] = t
+                if pos[S]:
+                    ring._wake()
             return n
 
         def _sync() -> None:  # another write path moved the tail: start from there
@@ -325,6 +342,54 @@ class Ring:
 
         put.sync = _sync  # type: ignore[attr-defined]
         return put, publish
+
+    # ---- wake-ups: a consumer that sleeps is woken by one datagram, not by polling -------
+    @property
+    def wake_address(self) -> bytes:
+        """Abstract-namespace UNIX datagram address the consumer listens on while asleep."""
+        return b"\0hft-wake:" + self.name.encode()
+
+    def _wake(self) -> None:
+        """Producer side: the consumer announced it sleeps; send it one datagram (and only one:
+        the flag is cleared here, the consumer sets it again before its next sleep)."""
+        self._pos[_SLEEPING] = 0
+        sock = self._wake_sock
+        if sock is None:
+            import socket
+
+            sock = self._wake_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+        try:
+            sock.sendto(b"w", self.wake_address)
+        except OSError:
+            pass  # nobody listening or its queue is full: it wakes on its own timeout anyway
+
+    def wake_listener(self):
+        """Consumer side: a bound, non-blocking datagram socket for `loop.add_reader`, or None
+        when another reader already listens on this ring."""
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        try:
+            sock.bind(self.wake_address)
+        except OSError:
+            sock.close()
+            return None
+        return sock
+
+    def arm_sleep(self) -> bool:
+        """Consumer: announce a sleep. Returns False (and does not sleep) when records arrived
+        meanwhile. The producer's tail store and our flag store race only benignly: a missed
+        wake-up costs at most the caller's sleep timeout."""
+        self._pos[_SLEEPING] = 1
+        if self._pos[_TAIL] > self._head:
+            self._pos[_SLEEPING] = 0
+            return False
+        return True
+
+    def disarm_sleep(self) -> None:
+        self._pos[_SLEEPING] = 0
 
     def _write_slow(self, record: bytes) -> bool:
         if self._spilling:
@@ -378,6 +443,8 @@ class Ring:
             self._tail = tail
             self._pos[_TAIL] = tail
             done += k
+            if self._pos[_SLEEPING]:
+                self._wake()
         if done < n:
             self._spilling = True
             for i in range(done, n):

@@ -79,6 +79,8 @@ class AsyncIdle:
         self.max_sleep_ns = max_sleep_ns
         self.io_every = io_every
         self.sleeps = 0
+        self.waker: RingWaker | None = None  # set by the host once its loop runs
+        self.wake_max_sleep_ns = 20_000_000  # with wake-ups the sleep length no longer adds latency
         self.reset()
 
     def reset(self) -> None:
@@ -108,8 +110,81 @@ class AsyncIdle:
             await asyncio.sleep(0)
             return
         self.sleeps += 1
+        if self.waker is not None and self.waker.rings:
+            await self.waker.sleep(self._sleep_ns / 1e9)
+            self._sleep_ns = min(self._sleep_ns * 2, self.wake_max_sleep_ns)
+            return
         await asyncio.sleep(self._sleep_ns / 1e9)
         self._sleep_ns = min(self._sleep_ns * 2, self.max_sleep_ns)
+
+
+class RingWaker:
+    """Sleeps until a producer publishes into one of the rings (one datagram from the ring's
+    producer, see Ring.arm_sleep) or the timeout passes, whichever is first. Replaces timed
+    sleeps whose 1 ms timer granularity made a quiet market's first record wait up to 1 ms."""
+
+    def __init__(self, rings) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.rings = []
+        self.socks = []
+        self._fut = None
+        self.wakes = 0
+        for r in rings:
+            sock = r.wake_listener() if hasattr(r, "wake_listener") else None
+            if sock is None:
+                continue
+            self.rings.append(r)
+            self.socks.append(sock)
+            self.loop.add_reader(sock.fileno(), self._on_wake, sock)
+
+    def _on_wake(self, sock) -> None:
+        try:
+            while True:
+                sock.recv(64)
+        except OSError:
+            pass
+        fut = self._fut
+        if fut is not None and not fut.done():
+            self.wakes += 1
+            fut.set_result(None)
+
+    async def sleep(self, timeout_s: float) -> None:
+        armed = []
+        for r in self.rings:
+            if not r.arm_sleep():
+                for a in armed:
+                    a.disarm_sleep()
+                return
+            armed.append(r)
+        fut = self._fut = self.loop.create_future()
+        handle = self.loop.call_later(timeout_s, _resolve, fut)
+        try:
+            await fut
+        finally:
+            handle.cancel()
+            self._fut = None
+            for r in armed:
+                r.disarm_sleep()
+
+    def poke(self) -> None:
+        fut = self._fut
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def close(self) -> None:
+        for sock in self.socks:
+            try:
+                self.loop.remove_reader(sock.fileno())
+            except Exception:
+                pass
+            sock.close()
+        self.socks = []
+        self.rings = []
+
+
+def _resolve(fut) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class StrategyHost:
@@ -390,8 +465,12 @@ class StrategyHost:
 
     # ---- order events ----------------------------------------------------------------
     def _on_oms_event(self, ev) -> None:
-        """OMS listener: queue only (the OMS calls us from its socket callbacks)."""
+        """OMS listener: queue only (the OMS calls us from its socket callbacks), and end an
+        idle sleep so the strategy hears of it now."""
         self._events.append(ev)
+        w = getattr(self.idle, "waker", None)
+        if w is not None and w._fut is not None:
+            w.poke()
 
     def _drain_events(self) -> int:
         n = 0
@@ -636,7 +715,18 @@ class StrategyHost:
         idle = self.idle
         io_every = idle.io_every
         busy = 0
+        waker = None
+        if getattr(idle, "name", "") == "backoff" and hasattr(idle, "waker") and idle.waker is None:
+            waker = idle.waker = RingWaker(self.rings)
         self._next_timer = clock() + self.timer_ns
+        try:
+            await self._loop_body(poll, clock, idle, io_every, busy)
+        finally:
+            if waker is not None:
+                waker.close()
+                idle.waker = None
+
+    async def _loop_body(self, poll, clock, idle, io_every: int, busy: int) -> None:
         while self._stop_reason is None:
             if poll():
                 idle.reset()

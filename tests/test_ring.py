@@ -419,3 +419,31 @@ def test_observer_reads_without_touching_the_consumers_positions(shm_prefix):
         Ring.create(f"{shm_prefix}-e", 8, 64, lossless=True).observe()
     for r in (p, c, obs, stat):
         r.close()
+
+
+def test_sleeping_consumer_is_woken_by_one_datagram(shm_prefix):
+    import select
+
+    p = Ring.create(f"{shm_prefix}-r", 16, 64)
+    p.claim_producer()
+    c = Ring.attach(f"{shm_prefix}-r", 64)
+    c.claim_consumer()
+    sock = c.wake_listener()
+    assert sock is not None
+    assert Ring.attach(f"{shm_prefix}-r", 64).wake_listener() is None, "one listener per ring"
+    w = p.writer(QUOTE_STRUCT)
+    w(*ringprocs.quote_values(0))
+    assert c.arm_sleep() is False, "records already waiting: do not sleep"
+    c.poll()
+    assert c.arm_sleep() is True
+    w(*ringprocs.quote_values(1))
+    w(*ringprocs.quote_values(2))
+    assert select.select([sock], [], [], 10)[0], "the producer's publish woke the sleeper"
+    assert sock.recv(16) == b"w"
+    assert not select.select([sock], [], [], 0.05)[0], "one wake-up per sleep, not one per record"
+    c.disarm_sleep()
+    w(*ringprocs.quote_values(3))
+    assert not select.select([sock], [], [], 0.05)[0], "an awake consumer gets no datagrams"
+    sock.close()
+    p.close()
+    c.close()
