@@ -584,6 +584,9 @@ def run(args) -> int:
     for line in layout.describe(venues):
         print(line)
     sup = Supervisor(cfg, args, layout, venues, prefix)
+    # positions persisted before this moment belong to another simulator run (fresh venue, fresh
+    # balances); on live venues the inventory is real and carries over
+    os.environ["HFT_POSITIONS_SINCE_NS"] = str(time.time_ns() if cfg.system.venues == "sim" else 0)
     signal.signal(signal.SIGINT, sup.on_signal)
     signal.signal(signal.SIGTERM, sup.on_signal)
     rc = 0

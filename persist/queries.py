@@ -101,12 +101,15 @@ def order_stats_url(url: str, since_ns: int = 0, timeout_s: float = 3.0) -> dict
 
 # ---- start-up reads for the strategy process (never on the hot path) ----------------------------
 
-def latest_positions(conn: psycopg.Connection) -> dict[tuple[int, int], tuple[float, float, float, float, int]]:
-    """The newest persisted snapshot per (venue, instr_id): (qty, avg_px, realized_pnl, fees,
-    event_ts_ns). Empty when the schema is not there yet (a new database)."""
+def latest_positions(conn: psycopg.Connection, since_ns: int = 0
+                     ) -> dict[tuple[int, int], tuple[float, float, float, float, int]]:
+    """The newest persisted snapshot per (venue, instr_id) taken at or after `since_ns`: (qty,
+    avg_px, realized_pnl, fees, event_ts_ns). Empty when the schema is not there yet (a new
+    database). `since_ns` is the run's start: a new run does not inherit an old run's books."""
     try:
         rows = conn.execute(
-            "SELECT venue, instr_id, position, avg_px, realized_pnl, fees, event_ts_ns FROM positions").fetchall()
+            "SELECT venue, instr_id, position, avg_px, realized_pnl, fees, event_ts_ns FROM positions "
+            "WHERE event_ts_ns >= %s", (since_ns,)).fetchall()
     except psycopg.errors.UndefinedTable:
         conn.rollback()
         return {}
@@ -126,11 +129,11 @@ def persisted_trade_ids(conn: psycopg.Connection, since_ns: int) -> dict[tuple[i
     return {(int(v), str(t)): int(ts) for v, t, ts in rows}
 
 
-def position_source(url: str, timeout_s: float = 5.0):
+def position_source(url: str, timeout_s: float = 5.0, run_start_ns: int = 0):
     """A callable for `OrderManager(position_source=...)`: `fn(since_ns)` -> (latest_positions,
     persisted_trade_ids since `since_ns`), read over one short-lived connection. Raises when the
     database cannot be reached (the OMS then rebuilds positions from the venues' fills)."""
     def read(since_ns: int) -> tuple[dict, dict]:
         with psycopg.connect(url, connect_timeout=max(1, int(timeout_s)), autocommit=True) as conn:
-            return latest_positions(conn), persisted_trade_ids(conn, since_ns)
+            return latest_positions(conn, run_start_ns), persisted_trade_ids(conn, since_ns)
     return read

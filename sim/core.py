@@ -35,8 +35,10 @@ class Simulator:
         self.cfg = cfg.validate()
         self.accounts: dict[str, Account] = {a.api_key: a for a in cfg.accounts}
         self.market = Market(cfg.symbols, VENUES, cfg.seed, cfg.depth_levels)
+        id_base = int(time.time() * 1000) * 1_000_000  # ids unique across runs, as on a real venue
         self.engines = {v: Engine(v, {s: st.books[v] for s, st in self.market.symbols.items()},
-                                  cfg.balances, cfg.default_base_balance, cfg.maker_fee, cfg.taker_fee)
+                                  cfg.balances, cfg.default_base_balance, cfg.maker_fee, cfg.taker_fee,
+                                  id_base=id_base)
                         for v in VENUES}
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.venues = {"binance": BinanceApp(self), "okx": OkxApp(self), "gate": GateApp(self)}

@@ -141,7 +141,11 @@ class Side:
 
 class Engine:
     def __init__(self, venue: str, books: dict[str, Book], balances: dict[str, float],
-                 default_base_balance: float, maker_fee: float, taker_fee: float) -> None:
+                 default_base_balance: float, maker_fee: float, taker_fee: float, id_base: int = 0) -> None:
+        """`id_base` offsets order and trade ids. The simulator passes its start time so ids
+        never repeat across runs (real venues' ids only grow, and a database keyed on
+        (venue, trade_id) must not see a new fill as an old one); 0 keeps fixed ids
+        (backtests, where results must be identical run to run)."""
         self.venue = venue
         self.books = books
         self.start_balances = balances
@@ -156,8 +160,8 @@ class Engine:
         self.resting: dict[str, tuple[Side, Side]] = {s: (Side(BUY), Side(SELL)) for s in books}
         self.fills: dict[str, deque[Fill]] = {}
         self.events: list[tuple[str, Order, Fill | None]] = []
-        self._oid = itertools.count({"binance": 4_100_000_001, "okx": 6_200_000_001}.get(venue, 1_700_000_001))
-        self._trade_id = itertools.count(50_000_001)
+        self._oid = itertools.count(id_base + {"binance": 4_100_000_001, "okx": 6_200_000_001}.get(venue, 1_700_000_001))
+        self._trade_id = itertools.count(id_base + 50_000_001)
         self.on_events: Callable[[], None] | None = None
         self.stats = {"placed": 0, "rejected": 0, "canceled": 0, "fills": 0, "amended": 0}
 

@@ -899,7 +899,10 @@ def run_strategy_process(config_path: str | None, prefix: str, cpu: int | None, 
     if db_url:
         from persist.queries import position_source as _position_source
 
-        position_source = _position_source(db_url)
+        # the launcher sets where a run's books start: a restarted process resumes this run's
+        # positions; a new simulator run starts flat, a live run carries the inventory over (0)
+        since = int(os.environ.get("HFT_POSITIONS_SINCE_NS", "0") or 0)
+        position_source = _position_source(db_url, run_start_ns=since)
     else:
         log.info("no database URL given: positions are rebuilt from the venues' recent fills at start")
     oms = OrderManager(cfg, instruments, events_ring=events, counters=counters, position_source=position_source)
