@@ -330,6 +330,22 @@ class OrderManager:
             await st.gw.close()
 
     # ---------------------------------------------------------------- status
+    def cork(self) -> None:
+        """Hold requests in each gateway's outbox until `uncork()`: a burst of requests (a
+        requote, answers to a batch of acks) leaves in one socket write per venue."""
+        for st in self._venues.values():
+            gw = getattr(st, "gw", None)
+            if gw is not None:
+                gw._corked = True
+
+    def uncork(self) -> None:
+        for st in self._venues.values():
+            gw = getattr(st, "gw", None)
+            if gw is not None:
+                gw._corked = False
+                if gw._outbox:
+                    gw.flush()
+
     def venue_ready(self, venue: Exchange) -> bool:
         st = self._venues.get(venue)
         return bool(st and st.ready and st.gw.authenticated)

@@ -248,6 +248,8 @@ class StrategyHost:
         self._t0 = 0
         self._ctr = {}
         self.status_writer = None  # strategy.status.StatusWriter, set by run_strategy_process
+        self._cork_depth = 0
+        self._can_cork = hasattr(oms, "cork") and hasattr(oms, "uncork")
         if counters is not None:
             for name in ("records", "malformed", "lost", "orders_sent", "denied", "oms_refused", "events",
                          "strategy_errors", "batches", "kill_ms", "trading_state"):
@@ -408,8 +410,29 @@ class StrategyHost:
             return None
         return self.books.get(venue_id * self.n_instr + instr_id)
 
+    def _cork(self) -> None:
+        if self._cork_depth == 0 and self._can_cork:
+            self.oms.cork()
+        self._cork_depth += 1
+
+    def _uncork(self) -> None:
+        self._cork_depth -= 1
+        if self._cork_depth == 0 and self._can_cork:
+            self.oms.uncork()
+
     def dispatch(self, reqs: list[OrderRequest], now_ns: int) -> None:
-        """Each request through risk, then to the OMS. Denials go back to the strategy."""
+        """Each request through risk, then to the OMS. Denials go back to the strategy.
+        Several requests leave in one socket write per venue (corked)."""
+        if len(reqs) > 1:
+            self._cork()
+            try:
+                self._dispatch(reqs, now_ns)
+            finally:
+                self._uncork()
+        else:
+            self._dispatch(reqs, now_ns)
+
+    def _dispatch(self, reqs: list[OrderRequest], now_ns: int) -> None:
         rms = self.rms
         oms = self.oms
         for req in reqs:
@@ -473,9 +496,18 @@ class StrategyHost:
             w.poke()
 
     def _drain_events(self) -> int:
+        events = self._events
+        if len(events) > 1:  # the strategy's answers to a burst of events leave together
+            self._cork()
+            try:
+                return self._drain(events)
+            finally:
+                self._uncork()
+        return self._drain(events)
+
+    def _drain(self, events) -> int:
         n = 0
         rms = self.rms
-        events = self._events
         while events:
             ev = events.popleft()
             n += 1
