@@ -157,7 +157,7 @@ def float_levels(levels) -> list:
 class BookState:
     """Sync state of one instrument's book on one venue."""
 
-    __slots__ = ("iid", "book", "state", "last", "buffer", "ws_snapshots", "pending_since_ns")
+    __slots__ = ("iid", "book", "state", "last", "buffer", "ws_snapshots", "pending_since_ns", "refresh")
 
     def __init__(self, iid: int, book: Book, max_buffer: int) -> None:
         self.iid = iid
@@ -167,6 +167,9 @@ class BookState:
         self.buffer: deque = deque(maxlen=max_buffer)
         self.ws_snapshots = 0  # WS snapshots seen (OKX legacy / Gate full)
         self.pending_since_ns = 0  # when we started waiting for a snapshot
+        # a LIVE book waiting for a REST snapshot that restores the levels a depth-limited WS
+        # snapshot left out: the diffs applied meanwhile are kept in `buffer` (see `request_refresh`)
+        self.refresh = False
 
 
 class VenueFeed:
@@ -268,6 +271,20 @@ class VenueFeed:
     def request_snapshot(self, iid: int, now_ns: int) -> None:
         st = self.state(iid)
         st.pending_since_ns = now_ns
+        self.snapshot_requests.add(iid)
+
+    def request_refresh(self, iid: int, now_ns: int) -> None:
+        """Ask for a REST snapshot of a LIVE book without resetting it: the book keeps streaming,
+        the diffs applied from now on are also buffered, and `on_snapshot` replaces the book with
+        the snapshot plus the buffered diffs newer than it (one SNAPSHOT_START..END frame and the
+        diffs after it: a consumer sees no reset and no invalid book)."""
+        st = self.state(iid)
+        if st.state != LIVE:
+            self.request_snapshot(iid, now_ns)
+            return
+        if not st.refresh:
+            st.refresh = True
+            st.buffer.clear()
         self.snapshot_requests.add(iid)
 
     def _sink_of(self, write) -> Sink:
@@ -474,6 +491,7 @@ class VenueFeed:
         st.state = LIVE
         st.last = seq
         st.buffer.clear()
+        st.refresh = False
         st.pending_since_ns = 0
         self.snapshot_requests.discard(iid)
         self.resubscribe_requests.discard(iid)
@@ -496,6 +514,7 @@ class VenueFeed:
         was_live = st.state == LIVE
         st.state = WAIT
         st.buffer.clear()
+        st.refresh = False
         sink.level(KIND_BOOK_RESET, F_RESYNC, self.venue_id, 0, st.iid, reason, 0, recv_ns, st.last, 0.0, 0.0, 0, 0)
         if request and (was_live or reason != REASON_RECONNECT):
             if self._wants_rest_on_gap(st):
@@ -527,16 +546,25 @@ class VenueFeed:
                 bids, asks = float_levels(bids), float_levels(asks)
             st.buffer.append((bids, asks, U, u, exch_ns, 0))
             return n
+        if st.refresh:  # a REST snapshot is on its way: it will be followed by the diffs newer than it
+            if not numeric:
+                bids, asks = float_levels(bids), float_levels(asks)
+                numeric = True
+            st.buffer.append((bids, asks, U, u, exch_ns, 0))
         return self._apply_update(st, bids, asks, U, u, exch_ns, recv_ns, sink, False, numeric)
 
     def _sync_from_rest(self, st: BookState, seq: int, bids: list, asks: list, exch_ns: int, recv_ns: int,
                         sink: Sink) -> int:
-        """Binance/Gate REST sync: drop buffered `u <= seq`; the first kept must have `U <= seq + 1`."""
+        """Binance/Gate REST sync: drop buffered `u <= seq`; the first kept must have `U <= seq + 1`.
+        A LIVE book (`request_refresh`) buffered the diffs applied since the request: the snapshot
+        must not be older than the book unless those diffs bridge the difference."""
         buf = st.buffer
         while buf and buf[0][3] <= seq:
             buf.popleft()
         if buf and buf[0][2] > seq + 1:
             return -1  # snapshot older than the stream: fetch again
+        if st.state == LIVE and not buf and seq < st.last:
+            return -1  # older than the live book and nothing buffered to bring it forward
         pending = list(buf)
         n = self._apply_snapshot(st, bids, asks, seq, exch_ns, recv_ns, sink)
         for b, a, U, u, ex, cs in pending:

@@ -1,26 +1,41 @@
 """Gate (API v4) spot market data: subscribe messages, the pure parser and U/u book sync.
 
-Channels: `spot.book_ticker` (quote), `spot.trades`, `spot.order_book_update` (100 ms, 100
-levels; `full: true` frames replace the book, otherwise synced with a REST
-`/api/v4/spot/order_book?with_id=true` snapshot). Must not do I/O.
+Channels: `spot.book_ticker` (quote), `spot.trades`, `spot.order_book_update` (100 ms diffs of
+every level, synced with a REST `/api/v4/spot/order_book?with_id=true&limit=1000` snapshot).
+A `full: true` frame is a snapshot of the top `l` (100) levels only: the book is exact down to
+its last level and no further. In the update-id chain it replaces those levels and keeps the
+deeper ones we hold; either way a REST snapshot is then fetched (without a reset) to restore the
+depth, or levels the venue still has would surface as holes once the price moves through the
+top 100. Must not do I/O.
 """
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 
 import orjson
 
 from common.enums import Exchange
 from common.instruments import venue_symbol
-from feeds.base import CTRL_ROTATE, DECODE_ERRORS, VenueFeed, float_levels, loads, split_levels
+from feeds.base import (
+    CTRL_ROTATE,
+    DECODE_ERRORS,
+    LIVE,
+    BookState,
+    VenueFeed,
+    float_levels,
+    loads,
+    split_levels,
+)
 from feeds.errors import FrameError
 from ringbuf.records import KIND_QUOTE, KIND_TRADE
 
 VENUE = Exchange.GATE
 CHANNELS = ("spot.book_ticker", "spot.trades", "spot.order_book_update")
 BOOK_INTERVAL = "100ms"
-BOOK_DEPTH = 100
+BOOK_DEPTH = 1000  # levels kept per side: the REST snapshot's maximum `limit`
+WS_FULL_DEPTH = 100  # levels of a `full: true` frame when it does not say (`l`)
 
 
 def subscribe_messages(symbols: list[str], channels: tuple[str, ...] = CHANNELS, now_s: int | None = None,
@@ -165,11 +180,36 @@ class GateFeed(VenueFeed):
                     self.last_book_ns[iid] = recv_ns
                     st = self.states.get(iid) or self.state(iid)
                     st.ws_snapshots += 1
-                    return self._apply_snapshot(st, bids, asks, u, ts, recv_ns, sink, U)
+                    return self._full(st, bids, asks, U, u, ts, recv_ns, sink, r.get("l"))
                 return self._emit_raw(iid, bids, asks, U, u, ts, recv_ns, sink, True)
             finally:
                 sink.publish()
         return self._book_frame(iid, bids, asks, U, u, ts, recv_ns, sink, sync, numeric)
+
+    def _full(self, st: BookState, bids: list, asks: list, U: int, u: int, ts: int, recv_ns: int, sink,
+              depth) -> int:
+        """A `full: true` frame (numbers): a snapshot of the top `depth` levels per side."""
+        try:
+            depth = int(depth) if depth is not None else WS_FULL_DEPTH
+        except (TypeError, ValueError):
+            depth = WS_FULL_DEPTH
+        live = st.state == LIVE
+        if live and u <= st.last:
+            self.duplicates += 1  # e.g. replayed from a rotation's new connection: already applied
+            return 0
+        cut_b = len(bids) >= depth > 0  # a full side: the venue may have more levels than it sent
+        cut_a = len(asks) >= depth > 0
+        if live and U <= st.last + 1:
+            # in the update-id chain: exact down to its last level; deeper levels are the ones we hold
+            book = st.book
+            if cut_b:
+                bids = list(bids) + _deeper(book.bids, float(bids[-1][0]))
+            if cut_a:
+                asks = list(asks) + _deeper(book.asks, float(asks[-1][0]))
+        n = self._apply_snapshot(st, bids, asks, u, ts, recv_ns, sink, U)
+        if (cut_b or cut_a) and st.state == LIVE:
+            self.request_refresh(st.iid, recv_ns)
+        return n
 
     def _rest_book(self, body: bytes) -> tuple[int, list, list, int]:
         o = loads(body)
@@ -181,3 +221,17 @@ class GateFeed(VenueFeed):
             raise FrameError("snapshot bids/asks are not lists")
         upd = o.get("update", 0)
         return seq, bids, asks, upd * 1_000_000 if upd.__class__ is int else 0
+
+
+def _deeper(side, worst_px: float) -> list:
+    """[[px, qty], ..] of the levels of `side` worse than `worst_px`, best first."""
+    keys = side.keys  # ascending, best last; asks keyed by -px
+    neg = side.neg
+    cut = bisect_left(keys, -worst_px if neg else worst_px)
+    qty = side.qty
+    index = side.index
+    out = []
+    for k in reversed(keys[:cut]):
+        px = -k if neg else k
+        out.append([px, float(qty[index[px]])])
+    return out
