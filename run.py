@@ -627,6 +627,8 @@ def run(args) -> int:
         rc = 1
     finally:
         sup.sample_rss()
+        if args.status_snapshot and rc == 0:
+            _save_snapshot(sup, args.status_snapshot)
         sup.shutdown()
         if args.summary and rc == 0:
             summ = sup.summary()
@@ -635,6 +637,21 @@ def run(args) -> int:
             log.info("summary written to %s", args.summary)
         sup.stop_external()
     return rc
+
+
+def _save_snapshot(sup: Supervisor, path: str) -> None:
+    """The live status table as it looked at the end of the run: .svg (a screenshot) or text."""
+    try:
+        from rich.console import Console
+
+        con = Console(record=True, width=150, file=open(os.devnull, "w"))
+        con.print(_render(sup))
+        if path.endswith(".svg"):
+            con.save_svg(path, title="python run.py")
+        else:
+            con.save_text(path)
+    except Exception as e:
+        log.warning("could not save the status snapshot: %s", e)
 
 
 def _live_view(sup: Supervisor):
@@ -699,6 +716,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sim-urls", default=None, help="use a running simulator: its --ready-file JSON")
     ap.add_argument("--status-every", type=float, default=10.0, help="seconds between plain status lines")
     ap.add_argument("--no-tui", action="store_true", help="plain log lines even on a terminal")
+    ap.add_argument("--status-snapshot", default=None, help="save the live status table at exit (.svg or text)")
     ap.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
 
     try:
