@@ -28,8 +28,8 @@ test: $(STAMP) ## Run the test suite (unit, replay, integration against sim/Post
 test-fast: $(STAMP) ## Run only fast unit and replay tests
 	$(PY) -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
 
-bench: $(STAMP) ## Run micro benchmarks and quick harnesses (figures for BENCHMARKS.md)
-	$(PY) -m pytest benches --benchmark-only -q
+bench: $(STAMP) ## Micro benchmarks (pytest-benchmark) and the quick IPC harness; `bash benches/run_all.sh` runs everything
+	$(PY) -m pytest benches -o python_files='bench_*.py' -p no:cacheprovider --benchmark-only -q
 	$(PY) -m benches.ipc --quick
 
 lint: $(STAMP) ## ruff lint + format check, mypy on the typed edges
