@@ -117,7 +117,13 @@ def _child_init(cpu: int | None, nice: int, cpus: set[int] | None) -> None:
 
 def _run_feed(cpu, nice, cpus, venues, config_path, prefix, symbols, urls):
     _child_init(None, nice, cpus)
+    from common.logs import setup_logging
     from feeds.handler import run_feed_process
+
+    try:
+        setup_logging(load(config_path))
+    except ConfigError:
+        pass  # run_feed_process reports it (one line, exit 2)
 
     sys.exit(run_feed_process(venues, config_path, prefix, cpu, symbols, urls))
 
@@ -574,7 +580,9 @@ def run(args) -> int:
     if args.duration is not None and args.duration <= 0:
         print("run.py: --duration must be a positive number of seconds", file=sys.stderr)
         return 2
-    logging.basicConfig(level=cfg.system.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from common.logs import setup_logging
+
+    setup_logging(cfg)
     logging.getLogger("pgserver").setLevel(max(logging.WARNING, logging.getLogger().level))
     venues = [v for v in cfg.market_making.venues if cfg.exchanges[v].enabled] or \
         [v.key for v in cfg.enabled_venues()]

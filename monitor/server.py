@@ -304,7 +304,9 @@ def run_monitor_process(config_path: str | None, prefix: str, database_url: str 
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=cfg.system.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from common.logs import setup_logging
+
+    setup_logging(cfg)
     try:
         asyncio.run(serve(cfg, prefix, database_url, venues, port, ready_file))
     except OSError as e:

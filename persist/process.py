@@ -100,7 +100,9 @@ def run_persist_process(config_path: str | None, prefix: str, database_url: str,
         os.nice(19)
     except OSError:
         pass
-    logging.basicConfig(level=cfg.system.log_level, format="%(asctime)s persist %(levelname)s %(message)s")
+    from common.logs import setup_logging
+
+    setup_logging(cfg, "persist")
     pc = cfg.persist
     stopping = _STOPPING
     _install_stop_handlers()

@@ -893,7 +893,9 @@ def run_strategy_process(config_path: str | None, prefix: str, cpu: int | None, 
     except (ConfigError, ValueError) as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=cfg.system.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from common.logs import setup_logging
+
+    setup_logging(cfg)
     if cpu is not None:
         try:
             os.sched_setaffinity(0, {cpu})

@@ -179,3 +179,22 @@ def test_docker_config_loads_and_binds_the_monitor_for_the_published_port():
     with open(os.path.join(ROOT, "docker-compose.yml")) as f:
         compose = f.read()
     assert '"127.0.0.1:8080:8080"' in compose and "shm_size" in compose
+
+
+def test_logging_json_lines_and_secrets_masked(capsys):
+    import json as _json
+    import logging
+
+    from common.logs import setup_logging
+
+    cfg = load(text='[system]\nlog_json = true\nlog_level = "INFO"\n[monitor]\nauth_token = "tok-123456"\n', env={})
+    try:
+        setup_logging(cfg)
+        logging.getLogger("t").warning("key %s and token %s", "sim-secret", "tok-123456")
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        rec = _json.loads(err)
+        assert rec["level"] == "WARNING" and rec["logger"] == "t"
+        assert "sim-secret" not in err and "tok-123456" not in err and rec["msg"].count("***") == 2
+    finally:
+        for h in list(logging.getLogger().handlers):
+            logging.getLogger().removeHandler(h)
