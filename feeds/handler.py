@@ -151,35 +151,25 @@ def dedup_sink(base: Sink, last: dict, seen: dict) -> Sink:
     or not); the rotation reads both."""
     bq, bt, bl = base.quote, base.trade, base.level
 
-    def quote(*v) -> bool:
-        key = (KIND_QUOTE, v[4])
+    def newer(kind: int, v: tuple) -> bool:
+        key = (kind, v[4])
         s = v[8] or v[6]
         if s > seen.get(key, -1):
             seen[key] = s
         if s <= last.get(key, -1):
             return False
         last[key] = s
-        return bq(*v)
+        return True
+
+    def quote(*v) -> bool:
+        return bq(*v) if newer(KIND_QUOTE, v) else False
 
     def trade(*v) -> bool:
-        key = (KIND_TRADE, v[4])
-        s = v[8] or v[6]
-        if s > seen.get(key, -1):
-            seen[key] = s
-        if s <= last.get(key, -1):
-            return False
-        last[key] = s
-        return bt(*v)
+        return bt(*v) if newer(KIND_TRADE, v) else False
 
     def level(*v):
-        if v[0] == KIND_TRADE:
-            key = (KIND_TRADE, v[4])
-            s = v[8] or v[6]
-            if s > seen.get(key, -1):
-                seen[key] = s
-            if s <= last.get(key, -1):
-                return False
-            last[key] = s
+        if v[0] == KIND_TRADE and not newer(KIND_TRADE, v):
+            return False
         return bl(*v)
 
     return Sink(quote, trade, level, base.begin, base.publish)
