@@ -182,13 +182,24 @@ def parse_cpus(text: str | None) -> list[int]:
     return cpus
 
 
-def layout(cpus: list[int]) -> dict:
-    """Feeds (and the simulator, as run.py places low-priority work) on the first core, the
-    strategy / floor / naive bot on the last; with 3+ cores the simulator gets the middle ones."""
+LAYOUTS = ("venue-apart", "venue-with-feed")
+
+
+def layout(cpus: list[int], mode: str = "venue-apart") -> dict:
+    """Where the simulator, the feed process and the strategy process run.
+    venue-apart: with 2 cores the simulator (the venue: on a real host it is across the network)
+    gets the first core to itself and the trading system (feed + strategy, the floor, the naive
+    bot) the last; venue-with-feed: the simulator shares the feed's core, the strategy has its own.
+    With 3+ cores the feed takes the first, the strategy the last, the simulator the middle ones."""
     feed = cpus[0]
     hot = cpus[-1]
-    sim = set(cpus[1:-1]) if len(cpus) > 2 else {feed}
-    return {"feed": feed, "strategy": hot, "sim": sim, "cpus": cpus}
+    if len(cpus) > 2:
+        sim = set(cpus[1:-1])
+    elif mode == "venue-apart" and len(cpus) == 2:
+        sim, feed = {cpus[0]}, hot
+    else:
+        sim = {feed}
+    return {"feed": feed, "strategy": hot, "sim": sim, "cpus": cpus, "mode": mode}
 
 
 def describe_layout(lay: dict) -> list[str]:
@@ -202,9 +213,9 @@ def describe_layout(lay: dict) -> list[str]:
     if lay["feed"] in lay["sim"]:
         shared.append(f"cpu {lay['feed']}: the simulator and the feed process")
     if lay["feed"] == lay["strategy"]:
-        shared.append(f"cpu {lay['feed']}: feed and strategy")
+        shared.append(f"cpu {lay['feed']}: the feed and strategy processes (and the floor / naive bot in their phases)")
     if shared:
-        lines.append("  shares a core: " + "; ".join(shared) + " (plus the other engineers' work on this host)")
+        lines.append("  shares a core: " + "; ".join(shared))
     return lines
 
 
@@ -221,6 +232,7 @@ CONFIG = """
 [system]
 log_level = "WARNING"
 idle_strategy = "{idle}"
+feed_idle_strategy = "{feed_idle}"
 gc_freeze = {gc_freeze}
 shm_prefix = "{prefix}"
 data_dir = "{data_dir}"
@@ -261,8 +273,8 @@ cancel_burst = 100000
 """
 
 
-def write_config(path: str, data_dir: str, prefix: str, idle: str, gc_mode: str) -> None:
-    text = CONFIG.format(idle=idle, gc_freeze="true" if gc_mode == "freeze" else "false", prefix=prefix,
+def write_config(path: str, data_dir: str, prefix: str, idle: str, gc_mode: str, feed_idle: str = "backoff") -> None:
+    text = CONFIG.format(idle=idle, feed_idle=feed_idle, gc_freeze="true" if gc_mode == "freeze" else "false", prefix=prefix,
                          data_dir=data_dir, trigger=TRIGGER_SYMBOL)
     for v in VENUES:
         text += VENUE_CFG.format(v=v, pp="sim-pass" if v == "okx" else "", symbols=json.dumps(SYMBOLS))
@@ -275,14 +287,14 @@ class Pipeline:
     """Feed process + strategy process (shm rings or faster_fifo queues), events ring drained here."""
 
     def __init__(self, kind: str, work: str, urls_path: str, urls: dict, lay: dict, idle: str = "backoff",
-                 gc_mode: str = "freeze", tag: str = "", max_sleep_us: int = 0) -> None:
+                 gc_mode: str = "freeze", tag: str = "", max_sleep_us: int = 0, feed_idle: str = "backoff") -> None:
         self.kind = kind
         self.name = f"{kind}{tag}"
         self.dir = os.path.join(work, self.name)
         os.makedirs(self.dir, exist_ok=True)
         self.prefix = "".join(c for c in f"t{os.getpid() % 1000}{kind[:2]}{tag}" if c.isalnum())[:16]
         self.cfg_path = os.path.join(self.dir, "config.toml")
-        write_config(self.cfg_path, self.dir, self.prefix, idle, gc_mode)
+        write_config(self.cfg_path, self.dir, self.prefix, idle, gc_mode, feed_idle)
         self.urls = urls
         self.lay = lay
         self.gc_mode = gc_mode
@@ -418,17 +430,18 @@ class Pipeline:
 class External:
     """A one-process baseline (floor or naive bot) as a subprocess that prints READY."""
 
-    def __init__(self, name: str, module: str, urls_path: str, lay: dict) -> None:
+    def __init__(self, name: str, module: str, urls_path: str, lay: dict, extra: tuple[str, ...] = ()) -> None:
         self.name = name
         self.module = module
         self.urls_path = urls_path
         self.lay = lay
+        self.extra = list(extra)
         self.proc: subprocess.Popen | None = None
         self.tail = ""
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", self.module, "--urls", self.urls_path, "--cpu", str(self.lay["strategy"]),
-               "--symbols", ",".join(SYMBOLS), "--trigger-symbol", TRIGGER_SYMBOL]
+               "--symbols", ",".join(SYMBOLS), "--trigger-symbol", TRIGGER_SYMBOL] + self.extra
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
@@ -627,7 +640,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benches.tick_to_trade", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short phases (whole run under 45 s)")
     ap.add_argument("--duration", type=float, default=None, help="seconds measured per phase (default 10, quick 1.5)")
-    ap.add_argument("--cpus", default="", help="cores: feeds (+sim) on the first, strategy/baselines on the last")
+    ap.add_argument("--cpus", default="", help="cores: feeds on the first, strategy/baselines on the last")
+    ap.add_argument("--layout", choices=LAYOUTS, default="venue-apart",
+                    help="2 cores: the simulator alone on the first (default) or sharing the feed's core")
+    ap.add_argument("--idle", choices=["backoff", "busy_spin", "yielding"], default="backoff",
+                    help="the strategy process's idle strategy ([system] idle_strategy) in the pipeline phases")
+    ap.add_argument("--feed-idle", choices=["backoff", "busy_spin", "yielding"], default="backoff",
+                    help="the feed process's ([system] feed_idle_strategy) in the pipeline phases")
+    ap.add_argument("--floor-idle", choices=["backoff", "busy_spin", "yielding"], default=None,
+                    help="also run the floor polling its sockets this way (a second floor phase)")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--plot", default=None, help="write a PNG of the latency distributions here")
     ap.add_argument("--interval-ms", type=int, default=None, help="time between jumps (default 100, quick 50)")
@@ -650,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = set(phases) - {"floor", "pipeline", "faster_fifo", "naive", "load"}
         if unknown:
             raise UsageError(f"unknown phase(s) {', '.join(sorted(unknown))}")
-        lay = layout(parse_cpus(args.cpus))
+        lay = layout(parse_cpus(args.cpus), args.layout)
     except UsageError as e:
         print(f"tick_to_trade: {e}", file=sys.stderr)
         return 2
@@ -669,6 +690,7 @@ def main(argv: list[str] | None = None) -> int:
                      "settings": {"interval_ms": args.interval_ms, "jump_bps": args.jump_bps,
                                   "duration_s": args.duration, "load_rate": args.load_rate,
                                   "symbols": SYMBOLS, "trigger_symbol": TRIGGER_SYMBOL,
+                                  "idle_strategy": args.idle, "feed_idle_strategy": args.feed_idle,
                                   "layout": {k: (sorted(v) if isinstance(v, set) else v) for k, v in lay.items()}}}
     rows: list[tuple[str, dict]] = []
     t_start = time.monotonic()
@@ -688,6 +710,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append((name, r))
                 return r
 
+            idle, fidle = args.idle, args.feed_idle
             if args.study == "idle-gc":
                 study = {}
                 for idle, gc_mode, sleep_us in (("backoff", "freeze", 0), ("yielding", "freeze", 0),
@@ -701,19 +724,24 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 if "floor" in phases:
                     results["floor"] = phase("floor", External("floor", "benches.baselines.floor", urls_path, lay))
+                    if args.floor_idle and args.floor_idle != "backoff":
+                        results["floor_" + args.floor_idle] = phase(
+                            f"floor, {args.floor_idle}", External("floor", "benches.baselines.floor", urls_path, lay,
+                                                                  ("--idle", args.floor_idle)))
                 if "pipeline" in phases:
                     results["pipeline"] = phase("pipeline (shm ring)",
-                                                Pipeline("pipeline", work, urls_path, sim.urls, lay))
+                                                Pipeline("pipeline", work, urls_path, sim.urls, lay, idle, feed_idle=fidle))
                 if "faster_fifo" in phases:
                     results["faster_fifo"] = phase("faster_fifo queue",
-                                                   Pipeline("faster_fifo", work, urls_path, sim.urls, lay))
+                                                   Pipeline("faster_fifo", work, urls_path, sim.urls, lay, idle, feed_idle=fidle))
                 if "naive" in phases:
                     results["naive"] = phase("naive asyncio bot",
                                              External("naive", "benches.baselines.naive_bot", urls_path, lay))
                 if "load" in phases:
                     results["load"] = {
                         "pipeline": phase("load: pipeline (shm ring)",
-                                          Pipeline("pipeline", work, urls_path, sim.urls, lay, tag="ld"), True),
+                                          Pipeline("pipeline", work, urls_path, sim.urls, lay, idle, tag="ld",
+                                                   feed_idle=fidle), True),
                         "naive": phase("load: naive asyncio bot",
                                        External("naive", "benches.baselines.naive_bot", urls_path, lay), True)}
     except (RuntimeError, TimeoutError, OSError) as e:

@@ -39,6 +39,7 @@ class SystemConfig:
     log_json: bool = False
     cpus: list[int] = field(default_factory=list)
     idle_strategy: str = "backoff"
+    feed_idle_strategy: str = "backoff"
     shm_prefix: str = "hft"
     data_dir: str = "data"
     gc_freeze: bool = True
@@ -417,6 +418,9 @@ def _validate(cfg: Config, unset: dict[str, str]) -> None:
         raise ConfigError(f"system.log_level (or LOG_LEVEL) must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}")
     if s.idle_strategy not in ("busy_spin", "yielding", "backoff"):
         raise ConfigError(f"system.idle_strategy must be busy_spin, yielding or backoff, got {s.idle_strategy!r}")
+    if s.feed_idle_strategy not in ("busy_spin", "yielding", "backoff"):
+        raise ConfigError("system.feed_idle_strategy must be busy_spin, yielding or backoff, "
+                          f"got {s.feed_idle_strategy!r}")
     if s.venues not in ("sim", "live"):
         raise ConfigError(f"system.venues must be 'sim' or 'live', got {s.venues!r}")
     if len(set(s.cpus)) != len(s.cpus) or any(c < 0 for c in s.cpus):

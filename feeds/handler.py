@@ -41,6 +41,7 @@ from feeds import binance, gate, okx
 from feeds.base import CTRL_ROTATE, LIVE, REASON_RECONNECT, REASON_STALE, Sink, VenueFeed, ring_sink
 from feeds.errors import FrameError
 from ringbuf.counters import Counters
+from ringbuf.idle import spin_event_loop
 from ringbuf.records import KIND_BOOK_LEVEL, KIND_QUOTE, KIND_TRADE
 from ringbuf.ring import Ring, RingError
 from ringbuf.ringstat import counters_name, ring_name
@@ -741,10 +742,14 @@ def build_runners(venues: list[str], config_path: str | None, prefix: str, symbo
     return runners
 
 
-async def run_runners(runners: list[VenueRunner], stop_event=None) -> None:
+async def run_runners(runners: list[VenueRunner], stop_event=None, loop_idle: str = "backoff") -> None:
+    """Run the runners until SIGINT/SIGTERM or `stop_event`. `loop_idle` ([system]
+    feed_idle_strategy): backoff sleeps in epoll between frames; busy_spin / yielding poll the
+    sockets without sleeping (ringbuf.idle.spin_event_loop)."""
     tasks = [asyncio.ensure_future(r.run()) for r in runners]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    stop_spin = spin_event_loop(loop, loop_idle)
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, stop.set)
@@ -757,6 +762,8 @@ async def run_runners(runners: list[VenueRunner], stop_event=None) -> None:
             await asyncio.wait_for(stop.wait(), 0.1)
         except TimeoutError:
             pass
+    if stop_spin is not None:
+        stop_spin()
     for r in runners:
         await r.stop()
     for t in tasks:
@@ -778,6 +785,10 @@ def run_feed_process(venues: list[str], config_path: str | None, prefix: str, cp
                 raise FeedError(f"cannot pin the feed process to cpu {cpu}: {e}") from None
         runners = build_runners(venues, config_path, prefix, symbols, urls, stale_after_s, rotate_after_s,
                                 ring_capacity, single_connection)
+        loop_idle = load_config(config_path).system.feed_idle_strategy
+    except ConfigError as e:
+        print(f"feeds: {e}", file=sys.stderr)
+        return 2
     except FeedError as e:
         print(f"feeds: {e}", file=sys.stderr)
         return 2
@@ -791,7 +802,7 @@ def run_feed_process(venues: list[str], config_path: str | None, prefix: str, cp
     gc.freeze()  # start-up objects never move again; per-message garbage is acyclic
     gc.set_threshold(50_000, 50, 100)
     try:
-        asyncio.run(run_runners(runners, stop_event))
+        asyncio.run(run_runners(runners, stop_event, loop_idle))
     finally:
         for r in runners:
             r.close()

@@ -73,3 +73,37 @@ def make_idle_strategy(name: str):
         return IDLE_STRATEGIES[name]()
     except KeyError:
         raise ValueError(f"unknown idle strategy {name!r}; choose one of {', '.join(IDLE_STRATEGIES)}") from None
+
+
+LOOP_IDLE = ("backoff", "busy_spin", "yielding")
+
+
+def spin_event_loop(loop, name: str):
+    """Keep an asyncio loop from sleeping in epoll when it has nothing to do.
+
+    `backoff` (the default) changes nothing: the loop blocks in epoll and the kernel wakes it
+    when a socket has data (cheap on CPU, but on a VM a wake-up costs a few hundred µs).
+    `busy_spin` schedules a callback that re-schedules itself, so every loop turn polls the
+    sockets with a zero timeout and a frame is read as soon as it lands (the core stays at 100 %).
+    `yielding` does the same and calls sched_yield() each turn, so another process pinned to the
+    same core (the strategy process on a small host) runs whenever it is ready.
+    Returns a callable that stops the spin (None for backoff)."""
+    if name not in LOOP_IDLE:
+        raise ValueError(f"unknown loop idle strategy {name!r}; choose one of {', '.join(LOOP_IDLE)}")
+    if name == "backoff":
+        return None
+    state = {"on": True}
+    yield_ = os.sched_yield if name == "yielding" else None
+
+    def turn() -> None:
+        if state["on"]:
+            if yield_ is not None:
+                yield_()
+            loop.call_soon(turn)
+
+    loop.call_soon(turn)
+
+    def stop() -> None:
+        state["on"] = False
+
+    return stop

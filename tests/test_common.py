@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ from common.instruments import (
     venue_symbol,
 )
 from ringbuf.counters import Counters, read_counters
-from ringbuf.idle import BackOff, BusySpin, Yielding, make_idle_strategy
+from ringbuf.idle import BackOff, BusySpin, Yielding, make_idle_strategy, spin_event_loop
 from ringbuf.ring import Ring
 from ringbuf.ringstat import counters_name, ring_name, snapshot
 
@@ -109,3 +110,30 @@ def test_idle_strategies():
     assert b._spins == 0 and b._sleep_ns == b.min_sleep_ns
     with pytest.raises(ValueError, match="unknown idle strategy"):
         make_idle_strategy("nap")
+
+
+def test_spin_event_loop(monkeypatch):
+    """busy_spin / yielding keep the loop turning while every task waits (no epoll sleep);
+    yielding gives the core away each turn; stop() ends it; backoff leaves the loop alone."""
+    import asyncio
+
+    yields = []
+    monkeypatch.setattr(os, "sched_yield", lambda: yields.append(1))
+
+    async def go(name):
+        loop = asyncio.get_running_loop()
+        stop = spin_event_loop(loop, name)
+        await asyncio.sleep(0.05)  # nothing else to do: only the spin turns the loop
+        turned = len(yields)
+        if stop is not None:
+            stop()
+        await asyncio.sleep(0.02)
+        return stop, turned, len(yields)
+
+    stop, turned, after = asyncio.run(go("backoff"))
+    assert stop is None and turned == 0 and after == 0
+    stop, turned, after = asyncio.run(go("yielding"))
+    assert turned > 10  # many loop turns during one 50 ms sleep
+    assert after - turned <= 1  # stopped
+    with pytest.raises(ValueError, match="unknown loop idle strategy"):
+        spin_event_loop(None, "nap")

@@ -89,6 +89,7 @@ def test_okx_passphrase_required_when_enabled_live():
     [
         ("[system]\nlog_level = \"LOUD\"", "system.log_level"),
         ("[system]\nidle_strategy = \"nap\"", "system.idle_strategy"),
+        ("[system]\nfeed_idle_strategy = \"nap\"", "system.feed_idle_strategy"),
         ("[system]\ncpus = [2, 2]", "system.cpus"),
         ("[system]\ncpus = \"a,b\"", "system.cpus must be an integer"),
         ("[system]\nvenues = \"paper\"", "system.venues"),

@@ -2,11 +2,14 @@
 order frame, parsing nothing (two loopback hops, the WebSocket framing, and nothing else).
 
     python -m benches.baselines.floor --urls SIM_READY.json [--cpu N] [--symbols BTC-USDT,ETH-USDT]
+                                      [--idle backoff|busy_spin|yielding]
 
 Same transport as the pipeline (picows on uvloop), same streams subscribed as the feed handler,
 one market-data and one order connection per venue. The order frames are built once at start:
 they are not authenticated, so the simulator notes their arrival (the probe) and then refuses
 them; the replies are read and dropped. Prints READY when every connection is open.
+`--idle busy_spin` polls the sockets without sleeping in epoll (ringbuf.idle.spin_event_loop),
+the floor to compare a pipeline against whose processes do the same.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ def _factory(cls, out, frames):
     return lambda: cls(out, frames)
 
 
-async def run(urls: dict, symbols: list[str], trigger_symbol: str) -> None:
+async def run(urls: dict, symbols: list[str], trigger_symbol: str, idle: str = "backoff") -> None:
     from picows import WSListener, WSMsgType, ws_connect
+
+    from ringbuf.idle import spin_event_loop
 
     text, binary, ping = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.PING
     stop = asyncio.Event()
@@ -69,8 +74,11 @@ async def run(urls: dict, symbols: list[str], trigger_symbol: str) -> None:
         for f in subscribe_frames(v, symbols):
             md.send(text, f.encode())
         conns += [out, md]
+    stop_spin = spin_event_loop(loop, idle)
     print("READY", flush=True)
     await stop.wait()
+    if stop_spin is not None:
+        stop_spin()
     for c in conns:
         c.disconnect()
 
@@ -81,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpu", type=int, default=None)
     ap.add_argument("--symbols", default="BTC-USDT,ETH-USDT")
     ap.add_argument("--trigger-symbol", default="BTC-USDT")
+    ap.add_argument("--idle", choices=["backoff", "busy_spin", "yielding"], default="backoff",
+                    help="between frames: sleep in epoll (backoff) or poll without sleeping")
     a = ap.parse_args(argv)
     try:
         with open(a.urls) as f:
@@ -92,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {a.cpu})
     import uvloop
 
-    uvloop.run(run(urls, [s for s in a.symbols.split(",") if s], a.trigger_symbol))
+    uvloop.run(run(urls, [s for s in a.symbols.split(",") if s], a.trigger_symbol, a.idle))
     return 0
 
 
