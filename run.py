@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 
 from common.config import Config, ConfigError, load
+from tune.check import default_trading_cpus
 
 log = logging.getLogger("run")
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -85,12 +86,9 @@ def plan_layout(venues: list[str], cpus: list[int] | None) -> Layout:
     strategy on the last, low-priority work on the rest or shared at nice 19."""
     avail = sorted(os.sched_getaffinity(0))
     if cpus is None:
-        if len(avail) >= 3:
-            cpus = avail[1:]  # leave the first core to the OS and interrupts
-        elif len(avail) == 2:
-            cpus = avail
-        else:
+        if len(avail) < 2:
             return Layout([(None, venues)], None, None)
+        cpus = default_trading_cpus(avail)  # the rule tune/check.py reports against
     feed_cpus = cpus[:-1][: max(1, len(venues))]
     strategy_cpu = cpus[-1]
     groups: list[tuple[int | None, list[str]]] = [(c, []) for c in feed_cpus]

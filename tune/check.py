@@ -171,7 +171,8 @@ def available_cpus(host: Host) -> set[int]:
 
 
 def default_trading_cpus(available) -> list[int]:
-    """The cores `python run.py` uses with no --cpus: all but the lowest when there are more than 2."""
+    """The cores `python run.py` uses with no --cpus (run.py calls this): all but the lowest, left to
+    the OS and interrupts, when there are more than 2."""
     cores = sorted(available)
     return cores[1:] if len(cores) > 2 else cores
 
