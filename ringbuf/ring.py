@@ -98,6 +98,7 @@ class Ring:
         self._cpos = self._pos  # where this reader publishes head and lost (see observe)
         self._copy = bytearray(rs)
         self.copy_buffer = memoryview(self._copy)
+        self._journal_freed = 0  # journal bytes below this offset are consumed and given back
         self.end_of_batch = False
 
     # ---- life cycle ------------------------------------------------------
@@ -622,19 +623,57 @@ def sync():  # another write path moved the tail: start from there
         n = len(raw) // self.record_size
         return np.frombuffer(raw[: n * self.record_size], dtype=np.uint8).reshape(n, self.record_size)
 
-    def journal_advance(self, n: int) -> None:
+    def journal_advance(self, n: int, path: str | None = None) -> None:
+        """Consumer: `n` journal records are handled. When the journal is drained, or at least
+        JOURNAL_RECLAIM_BYTES have been consumed since the last time, the consumed bytes go back
+        to the filesystem (a hole is punched: the file keeps its size and record k stays at byte
+        k * record_size, so the producer, appending further on, is never disturbed)."""
         done = self._pos[_JOURNAL_READ] + n
         self._pos[_JOURNAL_READ] = done
-        if done == self._pos[_SPILLED]:
-            # journal fully drained; the producer goes back to the ring. Truncation is left
-            # to the consumer (it knows no reader needs the bytes any more).
-            pass
+        end = (done * self.record_size) & ~(_PAGE - 1)
+        if end > self._journal_freed and (done == self._pos[_SPILLED] or
+                                          end - self._journal_freed >= JOURNAL_RECLAIM_BYTES):
+            if punch_hole(path or self.journal_path(), self._journal_freed, end):
+                self._journal_freed = end
 
 
 def _arg_list(packer: struct.Struct) -> str:
     """'a0, a1, ...': one parameter per value the packer takes."""
     n = len(packer.unpack(bytes(packer.size)))
     return ", ".join(f"a{i}" for i in range(n))
+
+
+_PAGE = 4096
+JOURNAL_RECLAIM_BYTES = 1 << 20
+_FALLOC_PUNCH = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
+_fallocate = None
+
+
+def punch_hole(path: str, start: int, end: int) -> bool:
+    """Free the disk blocks of bytes [start, end) of a file, keeping its size (Linux fallocate
+    PUNCH_HOLE). False when the file or the filesystem does not allow it (the bytes then stay)."""
+    global _fallocate
+    if end <= start:
+        return True
+    if _fallocate is None:
+        try:
+            import ctypes
+
+            fn = ctypes.CDLL(None, use_errno=True).fallocate
+            fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+            _fallocate = fn
+        except (OSError, AttributeError):
+            _fallocate = False
+    if not _fallocate:
+        return False
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError:
+        return False
+    try:
+        return _fallocate(fd, _FALLOC_PUNCH, start, end - start) == 0
+    finally:
+        os.close(fd)
 
 
 def default_journal_path(name: str) -> str:
