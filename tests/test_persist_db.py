@@ -73,6 +73,11 @@ def test_migrations_apply_once_and_are_idempotent(surl):
         assert apply_migrations(c) == []
         assert schema_version(c) == LATEST_VERSION
         assert c.execute("SELECT name FROM venues WHERE venue = 2").fetchone()[0] == "okx"
+        # restart recovery's range query over fills can use the time index
+        c.execute("SET enable_seqscan = off")
+        plan = "\n".join(r[0] for r in c.execute(
+            "EXPLAIN SELECT venue, trade_id, event_ts_ns FROM fills WHERE event_ts_ns >= 1").fetchall())
+        assert "fills_event_ts_brin" in plan
 
 
 @pytest.mark.integration
