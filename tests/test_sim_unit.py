@@ -309,6 +309,31 @@ def test_lots_sampler_draws_like_lognormvariate():
     assert a.random() == b.random()  # same number of draws consumed
 
 
+def test_level_sizes_come_from_a_seeded_log_normal_table():
+    import math
+    import random
+
+    from sim.market import SIZE_TABLE_BITS
+
+    def book(seed):
+        return Book(Instrument("okx", "BTC-USDT", 0), random.Random(seed), 50)
+
+    a, b, c = book(5), book(5), book(6)
+    assert len(a.size_table) == 1 << SIZE_TABLE_BITS
+    assert a.size_table == b.size_table != c.size_table
+    logs = [math.log(n / a.inst.level_lots) for n in a.size_table]
+    mean = sum(logs) / len(logs)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / len(logs))
+    assert abs(mean + 0.5) < 0.1 and abs(sd - 0.9) < 0.1  # lognormvariate(-0.5, 0.9)
+    table = set(a.size_table)
+    assert all(a.rand_lots() in table for _ in range(1000))
+    a.seed_levels(60_000.0)
+    for _ in range(200):
+        a.begin_step()
+        a.step(60_000.0, 0.0, noise=True)  # no trades: every size set is a fresh draw
+        assert all(n in table for n in list(a.chg_bids.values()) + list(a.chg_asks.values()) if n)
+
+
 def test_okx_incremental_checksum_equals_full_recompute():
     """The books checksum is kept from per-level strings refreshed where the book changed,
     including changes our own taker orders make between generator steps."""
