@@ -59,6 +59,8 @@ _ITER = MD_STRUCT.iter_unpack
 BULK_RECORDS = 1024
 _TERMINAL = frozenset({4, 6, 7, 8})  # OrderState FILLED, CANCELED, REJECTED, EXPIRED
 LAT_SAMPLES = 1 << 16
+_LAT_MASK = LAT_SAMPLES - 1
+_INF = math.inf
 MAX_STRATEGY_ERRORS = 20  # a strategy that keeps raising is halted (kill switch)
 
 
@@ -250,6 +252,7 @@ class StrategyHost:
         self.status_writer = None  # strategy.status.StatusWriter, set by run_strategy_process
         self._cork_depth = 0
         self._can_cork = hasattr(oms, "cork") and hasattr(oms, "uncork")
+        self._waker: RingWaker | None = None  # the idle strategy's, while the loop runs
         if counters is not None:
             for name in ("records", "malformed", "lost", "orders_sent", "denied", "oms_refused", "events",
                          "strategy_errors", "batches", "kill_ms", "trading_state"):
@@ -344,7 +347,7 @@ class StrategyHost:
         if kind == KIND_QUOTE:
             bid = t[9]
             ask = t[11]
-            if not (bid >= 0.0 and ask >= 0.0) or bid == math.inf or ask == math.inf:
+            if not (0.0 <= bid < _INF and 0.0 <= ask < _INF):  # also NaN
                 self.malformed += 1
                 return
             state.bid_px_f[k] = bid
@@ -355,9 +358,12 @@ class StrategyHost:
             state.exch_ts_ns_f[k] = t[6]
             if t[1] & F_RESYNC:
                 state.resync_f[k] = 1
+                state.valid_f[k] = 0
             elif state.has_depth_f[k] == 0:
                 state.resync_f[k] = 0
-            state.valid_f[k] = 1 if (0.0 < bid < ask and state.resync_f[k] == 0) else 0
+                state.valid_f[k] = 1 if 0.0 < bid < ask else 0
+            else:
+                state.valid_f[k] = 1 if (0.0 < bid < ask and state.resync_f[k] == 0) else 0
         elif kind == KIND_TRADE:
             state.last_trade_px_f[k] = t[9]
         elif kind == KIND_BOOK_LEVEL:
@@ -423,50 +429,48 @@ class StrategyHost:
     def dispatch(self, reqs: list[OrderRequest], now_ns: int) -> None:
         """Each request through risk, then to the OMS. Denials go back to the strategy.
         Several requests leave in one socket write per venue (corked)."""
-        if len(reqs) > 1:
+        corked = self._can_cork and len(reqs) > 1
+        if corked:
             self._cork()
-            try:
-                self._dispatch(reqs, now_ns)
-            finally:
+        try:
+            rms = self.rms
+            oms = self.oms
+            for req in reqs:
+                code = rms.check(req, now_ns)
+                if code:
+                    self.denied += 1
+                    self._deny(req, code, REASON_NAMES[code])
+                    continue
+                try:
+                    cid = oms.submit(req)
+                except Exception as e:  # an OMS bug must not take the loop down
+                    log.error("oms.submit raised for %r: %s", req, e)
+                    cid = ""
+                if not cid:
+                    self.oms_refused += 1
+                    self._oms_refused(req)
+                    continue
+                kind = req.kind
+                if kind is _NEW:
+                    req.cl_ord_id = cid
+                    rms.on_order_open(req)
+                elif kind is _AMEND:
+                    req.cl_ord_id = cid
+                    if cid != req.target_cl_ord_id:
+                        # the venue amends by cancel-replace (Binance): a new order id. Risk counts
+                        # both until the old one is reported closed (worst case).
+                        rms.on_replaced(req.target_cl_ord_id, cid, req.px, req.qty)
+                    else:
+                        rms.on_amend_sent(req)
+                self.orders_sent += 1
+                t0 = self._t0
+                if t0:
+                    n = self.lat_n
+                    self.lat[n & _LAT_MASK] = self.clock() - t0
+                    self.lat_n = n + 1
+        finally:
+            if corked:
                 self._uncork()
-        else:
-            self._dispatch(reqs, now_ns)
-
-    def _dispatch(self, reqs: list[OrderRequest], now_ns: int) -> None:
-        rms = self.rms
-        oms = self.oms
-        for req in reqs:
-            code = rms.check(req, now_ns)
-            if code:
-                self.denied += 1
-                self._deny(req, code, REASON_NAMES[code])
-                continue
-            try:
-                cid = oms.submit(req)
-            except Exception as e:  # an OMS bug must not take the loop down
-                log.error("oms.submit raised for %r: %s", req, e)
-                cid = ""
-            if not cid:
-                self.oms_refused += 1
-                self._oms_refused(req)
-                continue
-            kind = req.kind
-            if kind is _NEW:
-                req.cl_ord_id = cid
-                rms.on_order_open(req)
-            elif kind is _AMEND:
-                req.cl_ord_id = cid
-                if cid != req.target_cl_ord_id:
-                    # the venue amends by cancel-replace (Binance): a new order id. Risk counts
-                    # both until the old one is reported closed (worst case).
-                    rms.on_replaced(req.target_cl_ord_id, cid, req.px, req.qty)
-                else:
-                    rms.on_amend_sent(req)
-            self.orders_sent += 1
-            t0 = self._t0
-            if t0:
-                self.lat[self.lat_n & (LAT_SAMPLES - 1)] = self.clock() - t0
-                self.lat_n += 1
 
     def _deny(self, req: OrderRequest, code: int, reason: str) -> None:
         try:
@@ -491,7 +495,7 @@ class StrategyHost:
         """OMS listener: queue only (the OMS calls us from its socket callbacks), and end an
         idle sleep so the strategy hears of it now."""
         self._events.append(ev)
-        w = getattr(self.idle, "waker", None)
+        w = self._waker
         if w is not None and w._fut is not None:
             w.poke()
 
@@ -750,10 +754,12 @@ class StrategyHost:
         waker = None
         if getattr(idle, "name", "") == "backoff" and hasattr(idle, "waker") and idle.waker is None:
             waker = idle.waker = RingWaker(self.rings)
+        self._waker = getattr(idle, "waker", None)
         self._next_timer = clock() + self.timer_ns
         try:
             await self._loop_body(poll, clock, idle, io_every, busy)
         finally:
+            self._waker = None
             if waker is not None:
                 waker.close()
                 idle.waker = None

@@ -17,6 +17,7 @@ from common.config import MarketMakingConfig
 from common.enums import Exchange, OrderSide, OrderType, TimeInForce, TradingState
 from strategy.api import MarketData, Strategy, StrategyContext, event_kind
 from strategy.orders import OrderRequest, RequestKind
+from strategy.state import N_VENUES
 
 EMPTY = 0
 PENDING_NEW = 1
@@ -31,6 +32,8 @@ _AMEND_DONE = frozenset({"AMENDED", "AMEND_REJECT", "REJECT", "RECONCILED", "ACK
 _THROTTLE_CODES = frozenset({24, 50})  # rms Reason.RATE_LIMIT, Reason.OMS_REJECT
 _EPS = 1e-12
 _BUY = OrderSide.BUY
+_HALTED = TradingState.HALTED
+_REDUCING = TradingState.REDUCING
 _SELL = OrderSide.SELL
 
 
@@ -118,8 +121,12 @@ class MarketMaker(Strategy):
         self.skew_per_pos = cfg.skew_bps * 1e-4 / cfg.max_position
         self.half_spread = cfg.spread_bps * 0.5e-4
         self.spacing = cfg.level_spacing_bps * 0.5e-4  # times (bid + ask)
+        self.max_position = cfg.max_position
+        self.skip_thr = 0.25 * self.thr  # a mid move below this cannot move a quote past the threshold
         self.pairs: list[tuple[int, int]] = []
         self.pair_of: dict[int, int] = {}  # state index (venue * n_instr + instr) -> pair
+        self.pair_at: list[int] = []  # the same as a list over every state index (-1: not quoted)
+        self.pconst: list[tuple | None] = []  # per pair: (venue, state index, slot bounds, rules)
         self.ctx: StrategyContext | None = None
         self.n_instr = 0
         self.quotes_sent = 0
@@ -149,6 +156,9 @@ class MarketMaker(Strategy):
                     continue
                 self.pair_of[int(v) * st.n_instr + i] = len(self.pairs)
                 self.pairs.append((int(v), i))
+        self.pair_at = [-1] * (N_VENUES * st.n_instr)
+        for k, p in self.pair_of.items():
+            self.pair_at[k] = p
         n = len(self.pairs) * 2 * self.levels
         self.s_status = [EMPTY] * n
         self.s_cid = [""] * n
@@ -182,6 +192,7 @@ class MarketMaker(Strategy):
         self.ready_flags = getattr(ctx, "ready_flags", None)  # indexable by venue id, when given
         self.risk = getattr(ctx, "risk", None)  # object with .state (TradingState), when given
         self.specs = [None] * len(self.pairs)
+        self.pconst = [None] * len(self.pairs)
         self.inv_tick = [1.0] * len(self.pairs)
         self.inv_lot = [1.0] * len(self.pairs)
         self.size = [0.0] * len(self.pairs)
@@ -205,19 +216,23 @@ class MarketMaker(Strategy):
 
     # ---- market data -----------------------------------------------------------
     def on_market_data(self, md: MarketData) -> list[OrderRequest] | None:
-        p = self.pair_of.get(md._k, -1)
-        if p < 0:
+        k = md._k
+        try:
+            p = self.pair_at[k]
+        except IndexError:
             return None
-        k = md._t[0]
-        if k == 2:  # trade: nothing to requote
+        if p < 0 or md._t[0] == 2:  # not ours, or a trade: nothing to requote
             return None
-        mid = md.mid
+        st = md.state
+        b = st.bid_px_f[k]
+        a = st.ask_px_f[k]
+        mid = (a + b) * 0.5 if a > 0.0 and b > 0.0 else 0.0
         if self.as_mode and mid > 0.0:
             self.vol[p].update(mid, md.now_ns)
-        if not self.dirty[p] and md.state.valid_f[md._k] == 1:
+        if not self.dirty[p] and st.valid_f[k] == 1:
             # skip the full requote while nothing can have changed enough
             last = self.last_mid[p]
-            if abs(mid - last) < 0.25 * self.thr * last:
+            if abs(mid - last) < self.skip_thr * last:
                 return None
         return self.requote(p, md.now_ns)
 
@@ -267,26 +282,23 @@ class MarketMaker(Strategy):
     def ladder(self, p: int, r: float, half: float, bid: float, ask: float,
                room_buy: float, room_sell: float) -> tuple[float, float]:
         """Fill s_want_px / s_want_qty of pair p: rounded, never crossing, within the rooms.
-        Slots with a request in flight get no room (their quantity is already counted)."""
-        spec = self.specs[p]
-        tick = spec.tick_size
-        inv = self.inv_tick[p]  # ticks per unit price: n / inv is the exact decimal price
-        lot_inv = self.inv_lot[p]
+        Slots with a request in flight get no room (their quantity is already counted).
+        (`requote` runs the same steps inline.)"""
+        pc = self.pconst[p]
+        if pc is None:
+            return room_buy, room_sell
+        _v, _k, base, mid_s, _end, tick, inv, lot_inv, size, min_qty, min_notional = pc
         floor = math.floor
         ceil = math.ceil
         spacing = self.spacing * (bid + ask)
-        size = self.size[p]
-        min_qty = spec.min_qty
-        min_notional = spec.min_notional
-        L = self.levels
-        base = p * 2 * L
         status = self.s_status
-        # buys round down, sells up (never more aggressive), as InstrumentSpec.round_px
+        want_px = self.s_want_px
+        want_qty = self.s_want_qty
         max_bid = floor((ask - tick) * inv + 1e-9) / inv
         min_ask = ceil((bid + tick) * inv - 1e-9) / inv
         prev_bid = math.inf
         prev_ask = 0.0
-        for lvl in range(L):
+        for lvl in range(self.levels):
             bpx = floor((r - half - lvl * spacing) * inv + 1e-9) / inv
             if bpx > max_bid:
                 bpx = max_bid
@@ -299,49 +311,60 @@ class MarketMaker(Strategy):
             if qty < min_qty or qty <= 0.0 or qty * bpx < min_notional or bpx <= 0.0 or (st != EMPTY and st != LIVE):
                 qty = 0.0
             room_buy -= qty
-            self.s_want_px[s] = bpx
-            self.s_want_qty[s] = qty
+            want_px[s] = bpx
+            want_qty[s] = qty
             apx = ceil((r + half + lvl * spacing) * inv - 1e-9) / inv
             if apx < min_ask:
                 apx = min_ask
             if apx <= prev_ask:
                 apx = ceil((prev_ask + tick) * inv - 1e-9) / inv
             prev_ask = apx
-            s = base + L + lvl
+            s = mid_s + lvl
             qty = size if size <= room_sell else floor(room_sell * lot_inv + 1e-9) / lot_inv
             st = status[s]
             if qty < min_qty or qty <= 0.0 or qty * apx < min_notional or (st != EMPTY and st != LIVE):
                 qty = 0.0
             room_sell -= qty
-            self.s_want_px[s] = apx
-            self.s_want_qty[s] = qty
+            want_px[s] = apx
+            want_qty[s] = qty
         return room_buy, room_sell
 
     def _set_spec(self, p: int, spec) -> None:
-        """Per-pair constants from the instrument's rules (tick and lot as exact inverses)."""
+        """Per-pair constants from the instrument's rules (tick and lot as exact inverses),
+        gathered in one tuple `pconst[p]` that the requote path unpacks in one step."""
         self.specs[p] = spec
         if spec is None:
+            self.pconst[p] = None
             return
         self.inv_tick[p] = _inverse(spec.tick_size)
         self.inv_lot[p] = _inverse(spec.lot_size)
         self.size[p] = spec.round_qty(self.cfg.order_size)
-
-    def requote(self, p: int, now_ns: int) -> list[OrderRequest] | None:
-        """Reconcile pair p's orders with its targets; returns the requests to send."""
-        if self.specs[p] is None:
-            v, i = self.pairs[p]
-            self._set_spec(p, self.ctx.spec(v, i))
-            if self.specs[p] is None:
-                return None
+        v, i = self.pairs[p]
         L = self.levels
         base = p * 2 * L
+        self.pconst[p] = (v, v * self.n_instr + i, base, base + L, base + 2 * L, spec.tick_size,
+                          self.inv_tick[p], self.inv_lot[p], self.size[p], spec.min_qty, spec.min_notional)
+
+    def requote(self, p: int, now_ns: int) -> list[OrderRequest] | None:
+        """Reconcile pair p's orders with its targets; returns the requests to send.
+
+        One pass, locals only: requests in flight, targets (as `targets`), the ladder (as
+        `ladder`), then keep / amend / cancel / new per slot."""
+        pc = self.pconst[p]
+        if pc is None:
+            v, i = self.pairs[p]
+            self._set_spec(p, self.ctx.spec(v, i))
+            pc = self.pconst[p]
+            if pc is None:
+                return None
+        v, k, base, mid_s, end, tick, inv, lot_inv, size, min_qty, min_notional = pc
         status = self.s_status
         # requests in flight: their quantity counts as worst case (they may still fill);
         # a NEW the OMS refused frees its slot, one the venue never answered gets a cancel
         nudges = None
         pend_buy = 0.0
         pend_sell = 0.0
-        for s in range(base, base + 2 * L):
+        for s in range(base, end):
             st = status[s]
             if st == EMPTY or st == LIVE:
                 continue
@@ -354,40 +377,30 @@ class MarketMaker(Strategy):
                         nudges.extend(n)
                 if status[s] == EMPTY:
                     continue
-            if s < base + L:
+            if s < mid_s:
                 pend_buy += self.s_qty[s]
             else:
                 pend_sell += self.s_qty[s]
-        out = self._requote(p, now_ns, pend_buy, pend_sell)
-        if nudges is not None:
-            if out:
-                nudges.extend(out)
-            return nudges
-        return out
-
-    def _requote(self, p: int, now_ns: int, pend_buy: float, pend_sell: float) -> list[OrderRequest] | None:
-        L = self.levels
-        base = p * 2 * L
-        status = self.s_status
         # targets(), inlined: pull on a stale, resyncing, crossed or not-ready book
-        v, i = self.pairs[p]
         st = self.state
-        k = v * self.n_instr + i
         t = st.update_ns_f[k]
         bid = st.bid_px_f[k]
         ask = st.ask_px_f[k]
         ready = self.ready_flags
-        tstate = self.risk.state if self.risk is not None else self.ctx.trading_state
+        risk = self.risk
+        tstate = risk.state if risk is not None else self.ctx.trading_state
         if (st.valid_f[k] != 1 or st.resync_f[k] == 1 or t == 0 or now_ns - t > self.stale_ns
-                or not (0.0 < bid < ask) or tstate is TradingState.HALTED
+                or not (0.0 < bid < ask) or tstate is _HALTED
                 or ((ready[v] == 0) if ready is not None else not self.ctx.venue_ready(v))):
             self.dirty[p] = True
-            return self._pull(p)
+            out = self._pull(p)
+            return out if nudges is None else _joined(nudges, out)
         if now_ns < self.hold_until[p]:
             self.dirty[p] = True  # throttled: requote when the hold ends
-            return None
+            return nudges
         mid = (bid + ask) * 0.5
-        q = self.positions[k] if self.positions is not None else self.ctx.position(v, i)
+        positions = self.positions
+        q = positions[k] if positions is not None else self.ctx.position(v, k - v * self.n_instr)
         if self.as_mode:
             cfg = self.cfg
             r, delta = as_quotes(mid, q, cfg.risk_aversion, self.vol[p].sigma(), cfg.horizon_s, cfg.intensity)
@@ -395,65 +408,96 @@ class MarketMaker(Strategy):
         else:  # fixed_quotes(), inlined
             r = mid - self.skew_per_pos * mid * q
             half = self.half_spread * mid
-        mp = self.cfg.max_position
+        mp = self.max_position
         room_buy = mp - q - pend_buy
         room_sell = mp + q - pend_sell
-        if tstate is TradingState.REDUCING:
+        if tstate is _REDUCING:
             room_buy = min(room_buy, -q) if q < 0.0 else 0.0
             room_sell = min(room_sell, q) if q > 0.0 else 0.0
-        left_buy, left_sell = self.ladder(p, r, half, bid, ask, room_buy, room_sell)
+        # ladder(), inlined: buys round down, sells up (never more aggressive), as
+        # InstrumentSpec.round_px; rounded, never crossing, within the rooms
+        floor = math.floor
+        ceil = math.ceil
+        want_px = self.s_want_px
+        want_qty = self.s_want_qty
+        max_bid = floor((ask - tick) * inv + 1e-9) / inv
+        min_ask = ceil((bid + tick) * inv - 1e-9) / inv
+        L = mid_s - base
+        if L == 1:
+            bpx = floor((r - half) * inv + 1e-9) / inv
+            if bpx > max_bid:
+                bpx = max_bid
+            qty = size if size <= room_buy else floor(room_buy * lot_inv + 1e-9) / lot_inv
+            sst = status[base]
+            if (qty < min_qty or qty <= 0.0 or qty * bpx < min_notional or bpx <= 0.0
+                    or (sst != EMPTY and sst != LIVE)):
+                qty = 0.0
+            left_buy = room_buy - qty
+            want_px[base] = bpx
+            want_qty[base] = qty
+            apx = ceil((r + half) * inv - 1e-9) / inv
+            if apx < min_ask:
+                apx = min_ask
+            qty = size if size <= room_sell else floor(room_sell * lot_inv + 1e-9) / lot_inv
+            sst = status[mid_s]
+            if qty < min_qty or qty <= 0.0 or qty * apx < min_notional or (sst != EMPTY and sst != LIVE):
+                qty = 0.0
+            left_sell = room_sell - qty
+            want_px[mid_s] = apx
+            want_qty[mid_s] = qty
+        else:
+            left_buy, left_sell = self.ladder(p, r, half, bid, ask, room_buy, room_sell)
         replaces = v in self.replace_venues
-        self.last_mid[p] = (bid + ask) * 0.5
+        self.last_mid[p] = mid
         self.dirty[p] = False
         self.pulled[p] = False
         out = None
         thr = self.thr * (bid + ask) * 0.5
-        for s in range(base, base + 2 * L):
-            st = status[s]
-            want_qty = self.s_want_qty[s]
-            want_px = self.s_want_px[s]
+        for s in range(base, end):
+            sst = status[s]
+            wqty = want_qty[s]
+            wpx = want_px[s]
             req = None
-            if st == EMPTY:
-                if want_qty > 0.0:
+            if sst == EMPTY:
+                if wqty > 0.0:
                     req = self.r_new[s]  # one request object per slot, reused (the OMS copies it)
-                    req.qty = want_qty
-                    req.px = want_px
+                    req.qty = wqty
+                    req.px = wpx
                     req.cl_ord_id = ""
                     req.ts_ns = now_ns
                     status[s] = PENDING_NEW
                     self.s_pend_ns[s] = now_ns
                     self.s_req[s] = req
-                    self.s_px[s] = want_px
-                    self.s_qty[s] = want_qty
+                    self.s_px[s] = wpx
+                    self.s_qty[s] = wqty
                     self.s_ns[s] = now_ns
                     self.quotes_sent += 1
-            elif st == LIVE:
+            elif sst == LIVE:
                 cur_qty = self.s_qty[s]
-                if want_qty <= 0.0 or cur_qty > want_qty * (1.0 + 1e-9) + _EPS:
+                if wqty <= 0.0 or cur_qty > wqty * (1.0 + 1e-9) + _EPS:
                     req = self._cancel_slot(s, p)  # less room than the order holds: shrink now
-                elif abs(self.s_px[s] - want_px) <= thr:
+                elif abs(self.s_px[s] - wpx) <= thr:
                     continue  # close enough (a partly filled order keeps its smaller size)
                 elif now_ns - self.s_ns[s] < self.min_life_ns:
                     continue
-                elif v in self.amend_venues and abs(cur_qty - want_qty) <= 1e-9 + 1e-9 * want_qty and (
-                        not replaces or cur_qty <= (left_buy if s < base + L else left_sell) + _EPS):
+                elif v in self.amend_venues and abs(cur_qty - wqty) <= 1e-9 + 1e-9 * wqty and (
+                        not replaces or cur_qty <= (left_buy if s < mid_s else left_sell) + _EPS):
                     if replaces:
                         # cancel-replace: the old order may fill before it is replaced, so the
                         # replacement needs room of its own until the old one is gone
-                        if s < base + L:
+                        if s < mid_s:
                             left_buy -= cur_qty
                         else:
                             left_sell -= cur_qty
                     req = self.r_amend[s]
-                    req.qty = want_qty
-                    req.px = want_px
+                    req.qty = wqty
+                    req.px = wpx
                     req.target_cl_ord_id = self.s_cid[s]
                     req.cl_ord_id = ""
                     req.ts_ns = now_ns
                     status[s] = PENDING_AMEND
                     self.s_pend_ns[s] = now_ns
                     self.s_req[s] = req  # the host sets req.cl_ord_id: a new id when the venue replaces
-                    self.s_want_px[s] = want_px
                     self.amends_sent += 1
                 else:
                     req = self._cancel_slot(s, p)
@@ -462,7 +506,7 @@ class MarketMaker(Strategy):
                     out = [req]
                 else:
                     out.append(req)
-        return out
+        return out if nudges is None else _joined(nudges, out)
 
     def _cancel_slot(self, s: int, p: int) -> OrderRequest:
         self.s_status[s] = PENDING_CANCEL
@@ -627,6 +671,12 @@ def _inverse(step: float) -> float:
     if n >= 1 and abs(inv - n) < 1e-9 * n:
         return float(n)
     return inv
+
+
+def _joined(first: list[OrderRequest], then: list[OrderRequest] | None) -> list[OrderRequest]:
+    if then:
+        first.extend(then)
+    return first
 
 
 def busy(status: int) -> bool:
