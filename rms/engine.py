@@ -158,6 +158,7 @@ class RiskEngine:
         self.kill_requested = False
         self.kill_reason = ""
         self.kills = 0
+        self.amend_grows = False  # set by each amend check: its quantity exceeds the order's open quantity
         self._pulled = np.zeros((N_VENUES, ni), dtype=np.uint8)
         # counters: one per reason
         self.denied = array("q", bytes(8 * N_REASONS))
@@ -208,13 +209,13 @@ class RiskEngine:
         kind = req.kind
         if kind is _NEW:
             code = self._check_new(req, now_ns)
+        elif kind is _AMEND:
+            code = self._check_amend(req, now_ns)
         elif kind is _CANCEL or kind is _CANCEL_ALL:
             v = req.venue
             if v is not None and 0 < v < N_VENUES:
                 self._take_token(v, now_ns, True)  # cancels are never refused
             return 0
-        elif kind is _AMEND:
-            code = self._check_amend(req, now_ns)
         elif kind in (1, 2, 3, 4):  # a plain int kind: same request, slower path
             req.kind = RequestKind(kind)
             return self.check(req, now_ns)
@@ -341,6 +342,7 @@ class RiskEngine:
         rem = self.ord_rem[s]
         if not qty > 0.0:
             qty = rem
+        self.amend_grows = qty > rem  # (equivalently req.qty - rem > 0.0): see on_amend_sent
         if px == _INF or qty == _INF:
             return R_BAD_REQUEST
         d = px - mid
@@ -443,14 +445,20 @@ class RiskEngine:
 
     # ---- exposure feed (host) ------------------------------------------------
     def _update_exposure(self, k: int) -> None:
-        md = self.md
-        b = md.bid_px_f[k]
-        a = md.ask_px_f[k]
+        b = self._bid[k]
+        a = self._ask[k]
         if b > 0.0 and a > 0.0:
-            self.mark[k] = (a + b) * 0.5
-        m = self.mark[k]
+            m = self.mark[k] = (a + b) * 0.5
+        else:
+            m = self.mark[k]
         pos = self.position[k]
-        e = max(abs(pos + self.open_buy[k]), abs(pos - self.open_sell[k])) * m
+        w = pos + self.open_buy[k]  # max(|pos + open_buy|, |pos - open_sell|), without calls
+        if w < 0.0:
+            w = -w
+        o = pos - self.open_sell[k]
+        if o < 0.0:
+            o = -o
+        e = (w if w >= o else o) * m
         d = e - self.exposure[k]
         self.exposure[k] = e
         self.venue_exposure[k // self.n_instr] += d
@@ -480,7 +488,9 @@ class RiskEngine:
         self._update_exposure(k)
 
     def on_amend_sent(self, req: OrderRequest) -> None:
-        """An amend was handed to the OMS: count the larger of old and new quantity until acked."""
+        """An amend was handed to the OMS: count the larger of old and new quantity until acked.
+        Only an amend that raises the quantity changes anything: `amend_grows`, set by the
+        amend's check, lets the host skip the call for the others."""
         s = self._ord_slot.get(req.target_cl_ord_id, -1)
         if s < 0 or not req.qty > 0.0:
             return

@@ -285,5 +285,11 @@ class Strategy:
 def event_kind(ev) -> str:
     """Upper-case name of an order event's kind, whether an enum or a string."""
     k = ev.kind
-    name = getattr(k, "name", None)
+    if type(k) is str:
+        return k.upper()
+    # an enum member keeps its name in the plain attribute `_name_`; `.name` is a Python-level
+    # descriptor that costs several times more (this runs for every order event)
+    name = getattr(k, "_name_", None)
+    if name is None:
+        name = getattr(k, "name", None)
     return name if name is not None else str(k).upper()

@@ -460,7 +460,7 @@ class StrategyHost:
                         # the venue amends by cancel-replace (Binance): a new order id. Risk counts
                         # both until the old one is reported closed (worst case).
                         rms.on_replaced(req.target_cl_ord_id, cid, req.px, req.qty)
-                    else:
+                    elif rms.amend_grows:  # set by the amend's check: it raises the open quantity
                         rms.on_amend_sent(req)
                 self.orders_sent += 1
                 t0 = self._t0
@@ -527,7 +527,7 @@ class StrategyHost:
                 rms.on_order_result(True)
             elif kind == "AMENDED":
                 rms.on_amended(cid, order.px, order.qty - order.filled_qty)
-            if int(order.state) in _TERMINAL:
+            if order.state in _TERMINAL:  # IntEnum or int: same hash, no int() call
                 rms.on_order_closed(cid)
             self._t0 = self.clock()
             try:

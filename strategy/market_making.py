@@ -110,6 +110,7 @@ class MarketMaker(Strategy):
                  pending_timeout_ms: float = 5000.0) -> None:
         self.cfg = cfg
         self.levels = cfg.levels
+        self.per_pair = 2 * cfg.levels  # slots per pair: levels bids, then levels asks
         self.stale_ns = int(stale_ms * 1e6)
         self.min_life_ns = int(cfg.min_order_lifetime_ms * 1e6)
         self.pending_timeout_ns = int(pending_timeout_ms * 1e6)
@@ -476,11 +477,11 @@ class MarketMaker(Strategy):
                 cur_qty = self.s_qty[s]
                 if wqty <= 0.0 or cur_qty > wqty * (1.0 + 1e-9) + _EPS:
                     req = self._cancel_slot(s, p)  # less room than the order holds: shrink now
-                elif abs(self.s_px[s] - wpx) <= thr:
+                elif -thr <= self.s_px[s] - wpx <= thr:
                     continue  # close enough (a partly filled order keeps its smaller size)
                 elif now_ns - self.s_ns[s] < self.min_life_ns:
                     continue
-                elif v in self.amend_venues and abs(cur_qty - wqty) <= 1e-9 + 1e-9 * wqty and (
+                elif v in self.amend_venues and -(tol := 1e-9 + 1e-9 * wqty) <= cur_qty - wqty <= tol and (
                         not replaces or cur_qty <= (left_buy if s < mid_s else left_sell) + _EPS):
                     if replaces:
                         # cancel-replace: the old order may fill before it is replaced, so the
@@ -615,11 +616,13 @@ class MarketMaker(Strategy):
     def on_order_event(self, ev) -> list[OrderRequest] | None:
         order = ev.order
         cid = order.cl_ord_id
-        s = self._slot_for(cid)
+        s = self.cid_slot.get(cid, -1)
         if s < 0:
-            return None
-        self.dirty[s // (2 * self.levels)] = True
-        state = int(order.state)
+            s = self._slot_for(cid)
+            if s < 0:
+                return None
+        self.dirty[s // self.per_pair] = True
+        state = order.state  # IntEnum (or int): compared and hashed as its int
         if state in _ST_TERMINAL:
             req = self.s_req[s]
             if (self.s_status[s] == PENDING_AMEND and req is not None and req.kind == RequestKind.AMEND
