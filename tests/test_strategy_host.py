@@ -421,3 +421,30 @@ def test_l2_books_for_strategies_that_want_them(rings):
     assert not book.valid
     plain, _, _ = make_host(rings, Recorder())
     assert plain.ctx.book(B, 1) is None
+
+
+def test_event_kind_names_enums_strings_and_named_objects():
+    from enum import Enum, IntEnum
+
+    from oms.state import EventKind
+    from strategy.api import event_kind
+
+    class Ev:
+        def __init__(self, kind):
+            self.kind = kind
+
+    class Plain(Enum):
+        FILL = "f"
+
+    class Named:
+        name = "AMENDED"
+
+    class Other(IntEnum):
+        ACK = 3  # same value as EventKind.FILL: the name, not the value, decides
+
+    assert [event_kind(Ev(k)) for k in EventKind] == [k.name for k in EventKind]
+    assert event_kind(Ev("ack")) == "ACK" and event_kind(Ev("FILL")) == "FILL"
+    assert event_kind(Ev(Plain.FILL)) == "FILL"
+    assert event_kind(Ev(Named())) == "AMENDED"
+    assert event_kind(Ev(Other.ACK)) == "ACK" and event_kind(Ev(EventKind.FILL)) == "FILL"
+    assert event_kind(Ev(7)) == "7"

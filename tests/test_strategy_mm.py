@@ -361,3 +361,27 @@ def test_unanswered_request_gets_a_cancel_after_the_timeout():
         h.oms.reject(cid)
     assert h.mm.working() == []
     assert [r.kind for r in h.requote()] == [RequestKind.NEW, RequestKind.NEW]
+
+
+def test_one_level_inline_ladder_matches_the_general_ladder():
+    """requote() computes a one-level ladder inline; it must place exactly what ladder() wants."""
+    rng = random.Random(5)
+    for _ in range(300):
+        h = Harness(spread_bps=rng.choice([0.1, 1.0, 10.0, 40.0]), skew_bps=rng.choice([0.0, 50.0, 500.0]),
+                    max_position=rng.choice([0.001, 0.0025, 0.01]), order_size=rng.choice([0.001, 0.002]))
+        mm = h.mm
+        q = rng.uniform(-0.012, 0.012)
+        h.pos[(B, 1)] = q
+        bid = round(rng.uniform(10.0, 70000.0), 2)
+        h.quote(bid, round(bid + 0.01 * rng.randint(1, 20), 2))
+        r, half, b, a = mm.targets(0, h.now)
+        mp = h.cfg.max_position
+        mm.ladder(0, r, half, b, a, mp - q, mp + q)
+        want = (list(mm.s_want_px), list(mm.s_want_qty))
+        mm.s_want_px[:] = [-1.0] * len(mm.s_want_px)
+        mm.s_want_qty[:] = [-1.0] * len(mm.s_want_qty)
+        reqs = h.requote()
+        assert (mm.s_want_px, mm.s_want_qty) == want
+        placed = sorted((int(x.side), x.px, x.qty) for x in reqs)
+        expect = sorted((1 if s == 0 else -1, want[0][s], want[1][s]) for s in (0, 1) if want[1][s] > 0.0)
+        assert placed == expect
