@@ -204,13 +204,44 @@ class RiskEngine:
 
     # ---- the check path ------------------------------------------------------
     def check(self, req: OrderRequest, now_ns: int) -> int:
-        """Reason code for `req` (0: allowed). Consumes a rate-limit token when allowed."""
+        """Reason code for `req` (0: allowed). Consumes a rate-limit token when allowed.
+
+        New orders and amends share one body (one call per request, no nested check
+        function): each has its own preamble, then the book, price, size and exposure checks
+        run once with `new` choosing the few steps that differ, then the token bucket."""
         self.checks += 1
         kind = req.kind
+        st = self.state
         if kind is _NEW:
-            code = self._check_new(req, now_ns)
+            if st is _HALTED:
+                return self._denied(R_HALTED, req)
+            v = req.venue
+            i = req.instr_id
+            if v is None or not 0 < v < N_VENUES or not 0 < i < self.n_instr:
+                return self._denied(R_UNKNOWN_INSTRUMENT, req)
+            qty = req.qty
+            if not 0.0 < qty < _INF:
+                return self._denied(R_BAD_REQUEST, req)
+            k = v * self.n_instr + i
+            if self.inv_tick[k] == 0.0:
+                return self._denied(R_UNKNOWN_INSTRUMENT, req)
+            if self.venue_ready[v] == 0:
+                return self._denied(R_VENUE_NOT_READY, req)
+            new = True
+            s = -1
+            rem = 0.0
         elif kind is _AMEND:
-            code = self._check_amend(req, now_ns)
+            if st is _HALTED:
+                return self._denied(R_HALTED, req)
+            try:
+                s = self._ord_slot[req.target_cl_ord_id]
+            except KeyError:
+                return self._denied(R_UNKNOWN_ORDER, req)
+            k = self.ord_k[s]
+            v = self.ord_v[s]
+            new = False
+            qty = req.qty
+            rem = self.ord_rem[s]
         elif kind is _CANCEL or kind is _CANCEL_ALL:
             v = req.venue
             if v is not None and 0 < v < N_VENUES:
@@ -220,92 +251,107 @@ class RiskEngine:
             req.kind = RequestKind(kind)
             return self.check(req, now_ns)
         else:
-            code = R_BAD_REQUEST
-        if code:
-            self._deny(code, req, now_ns)
-        return code
-
-    def _check_new(self, req: OrderRequest, now_ns: int) -> int:
-        st = self.state
-        if st is _HALTED:
-            return R_HALTED
-        v = req.venue
-        i = req.instr_id
-        if v is None or not 0 < v < N_VENUES or not 0 < i < self.n_instr:
-            return R_UNKNOWN_INSTRUMENT
-        qty = req.qty
-        px = req.px
-        if not 0.0 < qty < _INF:
-            return R_BAD_REQUEST
-        k = v * self.n_instr + i
-        inv_tick = self.inv_tick[k]
-        if inv_tick == 0.0:
-            return R_UNKNOWN_INSTRUMENT
-        if self.venue_ready[v] == 0:
-            return R_VENUE_NOT_READY
+            return self._denied(R_BAD_REQUEST, req)
+        # layer 4 and the reference price: the book must be live
         if self._resync[k]:
-            return R_BOOK_RESYNC
+            return self._denied(R_BOOK_RESYNC, req)
         bid = self._bid[k]
         ask = self._ask[k]
         if not (bid > 0.0 and ask > 0.0):
-            return R_NO_REFERENCE
+            return self._denied(R_NO_REFERENCE, req)
         t = self._upd[k]
         if t == 0 or now_ns - t > self.stale_ns:
-            return R_STALE_MD
+            return self._denied(R_STALE_MD, req)
         mid = (bid + ask) * 0.5
-        limit = req.ord_type == 1
-        if not limit and req.ord_type == 2:  # market: worst case priced at the mid
-            px = mid
-        elif not 0.0 < px < _INF:
-            return R_BAD_REQUEST
+        # layer 1: price
+        px = req.px
+        if new:
+            limit = req.ord_type == 1
+            if not limit and req.ord_type == 2:  # market: worst case priced at the mid
+                px = mid
+                check_px = False
+            elif not 0.0 < px < _INF:
+                return self._denied(R_BAD_REQUEST, req)
+            else:
+                check_px = True
         else:
+            # an amend keeps what it does not change
+            if not px > 0.0:
+                px = self.ord_px[s]
+            if not qty > 0.0:
+                qty = rem
+            if px == _INF or qty == _INF:
+                return self._denied(R_BAD_REQUEST, req)
+            check_px = True
+            self.amend_grows = qty > rem  # (equivalently req.qty - rem > 0.0): see on_amend_sent
+        if check_px:
             d = px - mid
             band = self.band * mid
             if d > band or -d > band:
-                return R_PRICE_BAND
+                return self._denied(R_PRICE_BAND, req)
             # off the tick by more than 1e-6 of a tick (a float remainder: no round() call)
-            if 1e-6 < px * inv_tick % 1.0 < _ONE_LESS_EPS6:
-                return R_BAD_TICK
+            if 1e-6 < px * self.inv_tick[k] % 1.0 < _ONE_LESS_EPS6:
+                return self._denied(R_BAD_TICK, req)
+        # layer 1: size
         if qty > self.max_qty:
-            return R_MAX_QTY
+            return self._denied(R_MAX_QTY, req)
         notional = qty * px
         if notional > self.max_notional:
-            return R_MAX_NOTIONAL
+            return self._denied(R_MAX_NOTIONAL, req)
         if 1e-6 < qty * self.inv_lot[k] % 1.0 < _ONE_LESS_EPS6:
-            return R_BAD_LOT
-        if qty < self.min_qty[k] - _EPS:
-            return R_MIN_QTY
-        if notional < self.min_notional[k] - _EPS:
-            return R_MIN_NOTIONAL
-        buy = req.side > 0
-        if limit and req.tif == _POST_ONLY and (px >= ask if buy else px <= bid):
-            return R_POST_ONLY_CROSS
-        cid = req.cl_ord_id
-        if cid and cid in self._ord_slot:
-            return R_DUPLICATE_ID
+            return self._denied(R_BAD_LOT, req)
         pos = self.position[k]
-        if buy:
-            worst = pos + self.open_buy[k] + qty
-            other = pos - self.open_sell[k]
+        if new:
+            if qty < self.min_qty[k] - _EPS:
+                return self._denied(R_MIN_QTY, req)
+            if notional < self.min_notional[k] - _EPS:
+                return self._denied(R_MIN_NOTIONAL, req)
+            buy = req.side > 0
+            if limit and req.tif == _POST_ONLY and (px >= ask if buy else px <= bid):
+                return self._denied(R_POST_ONLY_CROSS, req)
+            cid = req.cl_ord_id
+            if cid and cid in self._ord_slot:
+                return self._denied(R_DUPLICATE_ID, req)
+            # layer 2: exposure, every open order of the instrument filling
+            if buy:
+                worst = pos + self.open_buy[k] + qty
+                other = pos - self.open_sell[k]
+            else:
+                worst = pos - self.open_sell[k] - qty
+                other = pos + self.open_buy[k]
+            if st is _REDUCING:
+                # only orders that bring the position towards zero, even if every order fills
+                if (buy and not (pos < 0.0 and worst <= _EPS)) or (not buy and not (pos > 0.0 and worst >= -_EPS)):
+                    return self._denied(R_REDUCING, req)
+            aw = worst if worst >= 0.0 else -worst
+            if aw > self.max_position + _EPS:
+                return self._denied(R_MAX_POSITION, req)
+            ao = other if other >= 0.0 else -other
+            delta = (aw if aw > ao else ao) * mid - self.exposure[k]
+            if self.venue_exposure[v] + delta > self.max_venue_notional:
+                return self._denied(R_MAX_VENUE_NOTIONAL, req)
+            if self.total_exposure + delta > self.max_total_notional:
+                return self._denied(R_MAX_TOTAL_NOTIONAL, req)
+            if self.total_open >= self.max_open_orders:
+                return self._denied(R_MAX_OPEN_ORDERS, req)
         else:
-            worst = pos - self.open_sell[k] - qty
-            other = pos + self.open_buy[k]
-        if st is _REDUCING:
-            # only orders that bring the position towards zero, even if every order fills
-            if (buy and not (pos < 0.0 and worst <= _EPS)) or (not buy and not (pos > 0.0 and worst >= -_EPS)):
-                return R_REDUCING
-        aw = worst if worst >= 0.0 else -worst
-        if aw > self.max_position + _EPS:
-            return R_MAX_POSITION
-        ao = other if other >= 0.0 else -other
-        delta = (aw if aw > ao else ao) * mid - self.exposure[k]
-        if self.venue_exposure[v] + delta > self.max_venue_notional:
-            return R_MAX_VENUE_NOTIONAL
-        if self.total_exposure + delta > self.max_total_notional:
-            return R_MAX_TOTAL_NOTIONAL
-        if self.total_open >= self.max_open_orders:
-            return R_MAX_OPEN_ORDERS
-        # token bucket (inlined _take_token)
+            # post-only orders stay post-only: a price that crosses would be rejected or taken
+            buy = self.ord_side[s] > 0
+            if px >= ask if buy else px <= bid:
+                return self._denied(R_POST_ONLY_CROSS, req)
+            # layer 2: the amend's extra quantity. A cancel-replace venue (Binance) keeps the old
+            # order live until the replace lands: the replacement's whole quantity is extra.
+            extra = qty if self.replace_venue[v] else qty - rem
+            if extra > 0.0:
+                if buy:
+                    worst = pos + self.open_buy[k] + extra
+                else:
+                    worst = pos - self.open_sell[k] - extra
+                if st is _REDUCING and (worst > _EPS if buy else worst < -_EPS):
+                    return self._denied(R_REDUCING, req)
+                if (worst if worst >= 0.0 else -worst) > self.max_position + _EPS:
+                    return self._denied(R_MAX_POSITION, req)
+        # layer 2: order rate, a token bucket per venue (as _take_token)
         tokens = self.tokens
         tok = tokens[v] + (now_ns - self.token_ns[v]) * self.rate_per_ns
         if tok > self.bucket_size:
@@ -313,78 +359,13 @@ class RiskEngine:
         self.token_ns[v] = now_ns
         if tok < 1.0:
             tokens[v] = tok
-            return R_RATE_LIMIT
+            return self._denied(R_RATE_LIMIT, req)
         tokens[v] = tok - 1.0
         return 0
 
-    def _check_amend(self, req: OrderRequest, now_ns: int) -> int:
-        if self.state is _HALTED:
-            return R_HALTED
-        try:
-            s = self._ord_slot[req.target_cl_ord_id]
-        except KeyError:
-            return R_UNKNOWN_ORDER
-        k = self.ord_k[s]
-        if self._resync[k]:
-            return R_BOOK_RESYNC
-        bid = self._bid[k]
-        ask = self._ask[k]
-        if not (bid > 0.0 and ask > 0.0):
-            return R_NO_REFERENCE
-        t = self._upd[k]
-        if t == 0 or now_ns - t > self.stale_ns:
-            return R_STALE_MD
-        mid = (bid + ask) * 0.5
-        px = req.px
-        if not px > 0.0:
-            px = self.ord_px[s]
-        qty = req.qty
-        rem = self.ord_rem[s]
-        if not qty > 0.0:
-            qty = rem
-        self.amend_grows = qty > rem  # (equivalently req.qty - rem > 0.0): see on_amend_sent
-        if px == _INF or qty == _INF:
-            return R_BAD_REQUEST
-        d = px - mid
-        band = self.band * mid
-        if d > band or -d > band:
-            return R_PRICE_BAND
-        if 1e-6 < px * self.inv_tick[k] % 1.0 < _ONE_LESS_EPS6:
-            return R_BAD_TICK
-        if qty > self.max_qty:
-            return R_MAX_QTY
-        if qty * px > self.max_notional:
-            return R_MAX_NOTIONAL
-        if 1e-6 < qty * self.inv_lot[k] % 1.0 < _ONE_LESS_EPS6:
-            return R_BAD_LOT
-        # post-only orders stay post-only: a price that crosses would be rejected or taken
-        buy = self.ord_side[s] > 0
-        if px >= ask if buy else px <= bid:
-            return R_POST_ONLY_CROSS
-        # a cancel-replace venue (Binance) keeps the old order live until the replace lands:
-        # the replacement's whole quantity is extra exposure in the worst case
-        v = self.ord_v[s]
-        extra = qty if self.replace_venue[v] else qty - rem
-        if extra > 0.0:
-            pos = self.position[k]
-            if buy:
-                worst = pos + self.open_buy[k] + extra
-            else:
-                worst = pos - self.open_sell[k] - extra
-            if self.state is _REDUCING and (worst > _EPS if buy else worst < -_EPS):
-                return R_REDUCING
-            if abs(worst) > self.max_position + _EPS:
-                return R_MAX_POSITION
-        tokens = self.tokens
-        tok = tokens[v] + (now_ns - self.token_ns[v]) * self.rate_per_ns
-        if tok > self.bucket_size:
-            tok = self.bucket_size
-        self.token_ns[v] = now_ns
-        if tok < 1.0:
-            tokens[v] = tok
-            return R_RATE_LIMIT
-        tokens[v] = tok - 1.0
-        return 0
+    def _denied(self, code: int, req: OrderRequest) -> int:
+        self._deny(code, req)
+        return code
 
     def _take_token(self, v: int, now_ns: int, force: bool) -> bool:
         tokens = self.tokens[v] + (now_ns - self.token_ns[v]) * self.rate_per_ns
@@ -397,7 +378,7 @@ class RiskEngine:
         self.tokens[v] = tokens if not force else max(0.0, tokens - 1.0)
         return force
 
-    def _deny(self, code: int, req: OrderRequest, now_ns: int) -> None:
+    def _deny(self, code: int, req: OrderRequest) -> None:
         self.denied[code] += 1
         c = self.counters
         if c is not None:
