@@ -507,12 +507,24 @@ class RiskEngine:
         self._update_exposure(k)
 
     def on_amended(self, cl_ord_id: str, px: float, remaining_qty: float) -> None:
-        s = self._ord_slot.get(cl_ord_id, -1)
-        if s < 0:
+        try:
+            s = self._ord_slot[cl_ord_id]
+        except KeyError:
             return
         if px > 0.0:
             self.ord_px[s] = px
-        self._set_remaining(s, max(0.0, remaining_qty))
+        # _set_remaining(s, max(0.0, remaining_qty)), inlined: one call per amend event
+        rem = remaining_qty if remaining_qty > 0.0 else 0.0
+        k = self.ord_k[s]
+        d = rem - self.ord_rem[s]
+        self.ord_rem[s] = rem
+        if self.ord_side[s] > 0:
+            x = self.open_buy[k] + d
+            self.open_buy[k] = x if x > 0.0 else 0.0
+        else:
+            x = self.open_sell[k] + d
+            self.open_sell[k] = x if x > 0.0 else 0.0
+        self._update_exposure(k)
 
     def _set_remaining(self, s: int, rem: float) -> None:
         k = self.ord_k[s]

@@ -367,7 +367,7 @@ class MarketMaker(Strategy):
         pend_sell = 0.0
         for s in range(base, end):
             st = status[s]
-            if st == EMPTY or st == LIVE:
+            if st == LIVE or st == EMPTY:
                 continue
             if now_ns - self.s_pend_ns[s] > self.pending_timeout_ns or not self.s_cid[s]:
                 n = self._expire_slot(s, p, now_ns)
