@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 from array import array
+from typing import Any
 
 import numpy as np
 
@@ -114,15 +115,15 @@ class RiskEngine:
         self.open_sell_np = np.zeros((N_VENUES, ni))
         self.open_count_np = np.zeros((N_VENUES, ni), dtype=np.int64)
         self.exposure_np = np.zeros((N_VENUES, ni))
-        self.position = memoryview(self.position_np.reshape(-1))
-        self.avg_px = memoryview(self.avg_px_np.reshape(-1))
-        self.realized = memoryview(self.realized_np.reshape(-1))
-        self.fees = memoryview(self.fees_np.reshape(-1))
-        self.mark = memoryview(self.mark_np.reshape(-1))
-        self.open_buy = memoryview(self.open_buy_np.reshape(-1))
-        self.open_sell = memoryview(self.open_sell_np.reshape(-1))
-        self.open_count = memoryview(self.open_count_np.reshape(-1))
-        self.exposure = memoryview(self.exposure_np.reshape(-1))
+        self.position: Any = memoryview(self.position_np.reshape(-1))  # type: ignore[arg-type]
+        self.avg_px: Any = memoryview(self.avg_px_np.reshape(-1))  # type: ignore[arg-type]
+        self.realized: Any = memoryview(self.realized_np.reshape(-1))  # type: ignore[arg-type]
+        self.fees: Any = memoryview(self.fees_np.reshape(-1))  # type: ignore[arg-type]
+        self.mark: Any = memoryview(self.mark_np.reshape(-1))  # type: ignore[arg-type]
+        self.open_buy: Any = memoryview(self.open_buy_np.reshape(-1))  # type: ignore[arg-type]
+        self.open_sell: Any = memoryview(self.open_sell_np.reshape(-1))  # type: ignore[arg-type]
+        self.open_count: Any = memoryview(self.open_count_np.reshape(-1))  # type: ignore[arg-type]
+        self.exposure: Any = memoryview(self.exposure_np.reshape(-1))  # type: ignore[arg-type]
         self.venue_exposure = [0.0] * N_VENUES
         self.venue_open = [0] * N_VENUES
         self.venue_ready = [1] * N_VENUES
@@ -212,13 +213,15 @@ class RiskEngine:
         self.checks += 1
         kind = req.kind
         st = self.state
+        v: int
         if kind is _NEW:
             if st is _HALTED:
                 return self._denied(R_HALTED, req)
-            v = req.venue
+            venue = req.venue
             i = req.instr_id
-            if v is None or not 0 < v < N_VENUES or not 0 < i < self.n_instr:
+            if venue is None or not 0 < venue < N_VENUES or not 0 < i < self.n_instr:
                 return self._denied(R_UNKNOWN_INSTRUMENT, req)
+            v = venue
             qty = req.qty
             if not 0.0 < qty < _INF:
                 return self._denied(R_BAD_REQUEST, req)
@@ -243,9 +246,9 @@ class RiskEngine:
             qty = req.qty
             rem = self.ord_rem[s]
         elif kind is _CANCEL or kind is _CANCEL_ALL:
-            v = req.venue
-            if v is not None and 0 < v < N_VENUES:
-                self._take_token(v, now_ns, True)  # cancels are never refused
+            venue = req.venue
+            if venue is not None and 0 < venue < N_VENUES:
+                self._take_token(venue, now_ns, True)  # cancels are never refused
             return 0
         elif kind in (1, 2, 3, 4):  # a plain int kind: same request, slower path
             req.kind = RequestKind(kind)
@@ -454,7 +457,7 @@ class RiskEngine:
         s = self._free.pop()
         self._ord_slot[req.cl_ord_id] = s
         self.ord_k[s] = k
-        self.ord_v[s] = int(v)
+        self.ord_v[s] = k // self.n_instr
         buy = req.side > 0
         self.ord_side[s] = 1 if buy else -1
         self.ord_rem[s] = req.qty

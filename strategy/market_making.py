@@ -383,14 +383,14 @@ class MarketMaker(Strategy):
             else:
                 pend_sell += self.s_qty[s]
         # targets(), inlined: pull on a stale, resyncing, crossed or not-ready book
-        st = self.state
-        t = st.update_ns_f[k]
-        bid = st.bid_px_f[k]
-        ask = st.ask_px_f[k]
+        ms = self.state
+        t = ms.update_ns_f[k]
+        bid = ms.bid_px_f[k]
+        ask = ms.ask_px_f[k]
         ready = self.ready_flags
         risk = self.risk
         tstate = risk.state if risk is not None else self.ctx.trading_state
-        if (st.valid_f[k] != 1 or st.resync_f[k] == 1 or t == 0 or now_ns - t > self.stale_ns
+        if (ms.valid_f[k] != 1 or ms.resync_f[k] == 1 or t == 0 or now_ns - t > self.stale_ns
                 or not (0.0 < bid < ask) or tstate is _HALTED
                 or ((ready[v] == 0) if ready is not None else not self.ctx.venue_ready(v))):
             self.dirty[p] = True
