@@ -160,7 +160,7 @@ class BookSide:
 class Book:
     """An L2 book. `valid` is False after a reset until a whole snapshot has been applied."""
 
-    __slots__ = ("bids", "asks", "valid", "seq", "instr_id", "venue_id")
+    __slots__ = ("bids", "asks", "valid", "seq", "instr_id", "venue_id", "hdr_bid", "hdr_ask")
 
     def __init__(self, capacity: int = 1024, keep_strings: bool = False, instr_id: int = 0,
                  venue_id: int = 0) -> None:
@@ -170,6 +170,10 @@ class Book:
         self.seq = 0
         self.instr_id = instr_id
         self.venue_id = venue_id
+        # first 8 bytes of this book's BOOK_LEVEL records per side as one u64 (kind, flags 0,
+        # venue, side, instrument, aux 0): what the feed's packed-header writer takes
+        self.hdr_bid = KIND_BOOK_LEVEL | venue_id << 16 | (SIDE_BID & 0xFF) << 24 | instr_id << 32
+        self.hdr_ask = KIND_BOOK_LEVEL | venue_id << 16 | (SIDE_ASK & 0xFF) << 24 | instr_id << 32
 
     def clear(self) -> None:
         self.bids.clear()

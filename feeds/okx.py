@@ -17,9 +17,12 @@ from common.instruments import venue_symbol
 from feeds.base import (
     CTRL_ROTATE,
     DECODE_ERRORS,
+    DIGITS,
+    FAST_ERRORS,
     LIVE,
     REASON_CHECKSUM,
     REASON_GAP,
+    TO_ARRAY,
     BookState,
     VenueFeed,
     float_levels,
@@ -34,6 +37,14 @@ BOOK_CHANNELS = ("books", "books-l2-tbt", "books50-l2-tbt")
 SNAPSHOT_DEPTH = 400
 CHECKSUM_LEVELS = 25
 NAN = float("nan")
+# bbo-tbt skeleton (digits and dots left out) for the quote fast path (`feeds.base.quote_skeleton`)
+BBO_LAYOUT = (b'{"arg":{"channel":"bbo-tbt","instId":"%s"},"data":[{"asks":[["","","",""]],'
+              b'"bids":[["","","",""]],"ts":"","seqId":}]}')
+
+
+def _bbo_check(sym: int) -> tuple:
+    # arg channel bbo-tbt instId <sym> data asks bids ts seqId, as runs of 1s (see `_decode`)
+    return (111, 1111111, 1111111, 111111, sym, 1111, 1111, 1111, 11, 11111)
 
 
 def checksum(bids: list, asks: list) -> int:
@@ -128,6 +139,22 @@ class OkxFeed(VenueFeed):
     def _decode(self, frame, recv_ns: int, sink, sync: bool) -> int:
         if frame == b"pong" or frame == "pong":
             return 0
+        # {"arg":{"channel":"bbo-tbt" in a layout seen before: one translate + one orjson call
+        if len(frame) > 80 and frame[20] == 98 and frame[19] == 98 and frame[9] == 99:
+            if frame.__class__ is not bytes:
+                frame = bytes(frame)
+            e = self._quote_layouts.get(frame.translate(None, DIGITS))
+            if e is not None:
+                try:
+                    (k0, (k1, ch, k2, s), k3, ((k4, ((ap, aq, _, _),), k5, ((bp, bq, _, _),), k6, ts, k7, seq),)
+                     ) = loads(frame.translate(TO_ARRAY))
+                    if (k0, k1, ch, k2, s, k3, k4, k5, k6, k7) == e[1]:
+                        if sync:
+                            self.last_recv_ns[e[0]] = recv_ns
+                        sink.quote_h(e[2], ts * 1_000_000, recv_ns, seq, bp, bq, ap, aq)
+                        return 1
+                except FAST_ERRORS:
+                    pass  # the ordinary decode below says what is wrong
         try:
             # {"arg":{"channel":"books...: the fast path when the checksum is 0 (no strings needed)
             if len(frame) > 80 and frame[19] == 98 and frame[20] == 111 and frame[9] == 99:
@@ -172,6 +199,8 @@ class OkxFeed(VenueFeed):
                     ap = float(a[0][0]) if a else NAN
                     aq = float(a[0][1]) if a else 0.0
                 sink.quote(KIND_QUOTE, 0, 2, 0, iid, 0, _ts_ns(d["ts"]), recv_ns, d.get("seqId", 0), bp, bq, ap, aq)
+                if len(b) == 1 and len(a) == 1:
+                    self._learn_quote(frame, s, iid, BBO_LAYOUT, _bbo_check)
                 return 1
             if ch in BOOK_CHANNELS:
                 return self._books(o, data, iid, recv_ns, sink, sync, True)
