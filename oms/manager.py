@@ -66,7 +66,7 @@ from common.instruments import Instruments, split_canonical, venue_symbol
 from oms.ids import ClOrdIdGen, from_wire, to_wire, valid_client_id
 from oms.positions import PositionBook
 from oms.ratelimit import VENUE_LIMITS, TokenBucket
-from oms.state import EventKind, Order, OrderEvent, Reason, is_legal
+from oms.state import LEGAL_M, PENDING_M, TERMINAL_M, EventKind, Order, OrderEvent, Reason
 from oms.venues.base import (
     U_ACK,
     U_AMEND_ACK,
@@ -99,6 +99,16 @@ S = OrderState
 _PENDING = (S.PENDING_NEW, S.PENDING_CANCEL, S.PENDING_AMEND)
 _LAT_SLOTS = 1 << 17
 _EPS = 1e-9
+# states that remember where the order was (a cancel / amend refused, an UNKNOWN resolved)
+_HOLD_M = tuple(st in (S.PENDING_CANCEL, S.PENDING_AMEND, S.UNKNOWN) for st in range(len(TERMINAL_M)))
+_perf_ns = time.perf_counter_ns
+_mono_ns = time.monotonic_ns
+_time_ns = time.time_ns
+_dict_set = dict.__setitem__
+_NEW = RequestKind.NEW
+_CANCEL = RequestKind.CANCEL
+_LIMIT = OrderType.LIMIT
+_K_PENDING = EventKind.PENDING
 
 
 def gateway_class(venue: Exchange) -> type[Gateway]:
@@ -121,6 +131,37 @@ def apply_sim_urls(cfg: Config, urls: dict) -> None:
     cfg.venue("okx").ws_url = o.get("ws_public", "")
     cfg.venue("gate").rest_url, cfg.venue("gate").ws_api_url = g["rest"], g["ws"]
     cfg.venue("gate").ws_url = g["ws"]
+
+
+class OrderTable(dict):
+    """cl_ord_id -> Order, with the open (non-terminal) orders also in `open`: open-order views
+    (status, housekeeping, cancel-all) read those instead of walking every order of the last
+    minute (hundreds of thousands at full rate)."""
+
+    __slots__ = ("open",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: dict[str, Order] = {}
+
+    def __setitem__(self, cl: str, o: Order) -> None:
+        _dict_set(self, cl, o)
+        if TERMINAL_M[o.state]:
+            self.open.pop(cl, None)
+        else:
+            self.open[cl] = o
+
+    def __delitem__(self, cl: str) -> None:
+        dict.__delitem__(self, cl)
+        self.open.pop(cl, None)
+
+    def pop(self, cl, *default):  # type: ignore[override]
+        self.open.pop(cl, None)
+        return dict.pop(self, cl, *default)
+
+    def clear(self) -> None:
+        dict.clear(self)
+        self.open.clear()
 
 
 class _VenueState:
@@ -159,10 +200,12 @@ class OrderManager:
                  position_source: Callable[[int], tuple[dict, dict]] | None = None) -> None:
         self.cfg = cfg
         self.instruments = instruments
+        self._w_order: Callable[..., bool] | None = None
         self.ring = events_ring
         self.counters = counters
         self.ids = id_gen or ClOrdIdGen()
-        self.orders: dict[str, Order] = {}
+        self.orders = OrderTable()
+        self._open = self.orders.open
         self.positions = PositionBook()
         self.listeners: list[Callable[[OrderEvent], None]] = []
         self.last_reject_reason = ""
@@ -171,6 +214,8 @@ class OrderManager:
         self.reconnect = reconnect
         self._venues: dict[Exchange, _VenueState] = {}
         self._vsym: dict[tuple[int, int], str] = {}
+        self._px_cache: dict[tuple, tuple] = {}  # (id(spec), px, side) -> (spec, rounded px, wire string)
+        self._qty_cache: dict[tuple, tuple] = {}
         self._replacements: dict[str, str] = {}  # Binance cancelReplace: old id -> new id
         self._by_vid: dict[tuple[int, str], Order] = {}
         self._batches: dict[str, list[str]] = {}  # OKX batch-orders request id -> its client ids
@@ -200,6 +245,22 @@ class OrderManager:
             for k in ("oms_sent", "oms_acks", "oms_rejects", "oms_fills", "oms_illegal", "oms_unknown",
                       "oms_not_accepted", "oms_reconciles", "oms_open_orders", "oms_ack_p50_us"):
                 self._ctr[k] = counters.add(k)
+
+    @property
+    def ring(self):
+        return self._ring
+
+    @ring.setter
+    def ring(self, ring) -> None:
+        """The events ring, and its ORDER_EVENT writer (generated for the layout when the ring
+        offers one: half the cost of `write`)."""
+        self._ring = ring
+        if ring is None:
+            self._w_order = None
+        elif hasattr(ring, "writer"):
+            self._w_order = ring.writer(ORDER_EVENT_STRUCT)
+        else:
+            self._w_order = lambda *values: ring.write(ORDER_EVENT_STRUCT, *values)
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self, venues: list[Exchange] | None = None) -> None:
@@ -369,8 +430,8 @@ class OrderManager:
         return self.orders.get(cl_ord_id)
 
     def open_orders(self, venue: Exchange | None = None, instr_id: int | None = None) -> list[Order]:
-        return [o for o in self.orders.values()
-                if not o.state.is_terminal and (venue is None or o.venue == venue)
+        return [o for o in self._open.values()
+                if not TERMINAL_M[o.state] and (venue is None or o.venue == venue)
                 and (instr_id is None or o.instr_id == instr_id)]
 
     # ---------------------------------------------------------------- submit (hot path)
@@ -397,9 +458,9 @@ class OrderManager:
 
     def submit(self, req: OrderRequest) -> str:
         k = req.kind
-        if k == RequestKind.NEW:
+        if k is _NEW:
             return self._submit_new(req)
-        if k == RequestKind.CANCEL:
+        if k is _CANCEL:
             return self._submit_cancel(req.target_cl_ord_id, req.venue)
         if k == RequestKind.AMEND:
             return self._submit_amend(req)
@@ -491,7 +552,7 @@ class OrderManager:
         return iid
 
     def _venue_sym(self, venue: Exchange, iid: int) -> str:
-        key = (int(venue), iid)
+        key = (venue, iid)  # an IntEnum hashes and compares as its int
         vs = self._vsym.get(key)
         if vs is None:
             vs = self._vsym[key] = venue_symbol(self.instruments.name(iid), venue)
@@ -499,18 +560,19 @@ class OrderManager:
 
     def _submit_new(self, req: OrderRequest) -> str:
         venue = req.venue
-        st = self._accepting(venue)
-        if st is None or venue is None:
+        st = self._venues.get(venue) if venue is not None else None
+        if st is None or venue is None or not st.ready or st.gw.transport is None:
+            self._accepting(venue)  # says why
             return ""
-        iid = self._instr(req)
+        iid = req.instr_id or self._instr(req)
         spec = self.instruments.spec(venue, iid)
         if spec is None:
             return self._refuse(venue, f"no instrument rules for {req.symbol}", Reason.UNKNOWN_INSTRUMENT)
-        if req.ord_type != OrderType.LIMIT:
+        if req.ord_type is not _LIMIT and req.ord_type != _LIMIT:
             return self._refuse(venue, "only limit orders are supported", Reason.BAD_REQUEST)
         side = req.side
-        px = spec.round_px(req.px, side)
-        qty = spec.round_qty(req.qty)
+        px, px_s = self._px(spec, req.px, side)
+        qty, qty_s = self._qty(spec, req.qty)
         if qty <= 0 or qty < spec.min_qty - _EPS:
             return self._refuse(venue, f"quantity {req.qty} below the lot/min size of {spec.symbol}",
                                 Reason.INVALID_TICK_LOT)
@@ -522,41 +584,68 @@ class OrderManager:
         if cl:
             if cl in self.orders or not valid_client_id(venue, to_wire(venue, cl)):
                 return self._refuse(venue, f"client order id {cl!r} is invalid or already used", Reason.DUPLICATE_ID)
-        now = time.monotonic_ns()
-        if not st.order_bucket.try_acquire(now):
+        if not st.order_bucket.try_acquire(_mono_ns()):
             return self._refuse(venue, "rate limited (client-side bucket)", Reason.RATE_LIMIT)
         if not cl:
             cl = self.ids.next()
             req.cl_ord_id = cl
         gw = st.gw
-        o = Order(cl, venue, iid, spec.symbol, side, px, qty, req.tif, req.ord_type, req.strategy_id,
-                  time.perf_counter_ns())
-        self.orders[cl] = o
-        data = gw.encode_new(cl, self._venue_sym(venue, iid), side, spec.fmt_px(px), spec.fmt_qty(qty), req.tif,
-                             gw.now_ms())
-        o.sent_ns = time.perf_counter_ns()
+        tif = req.tif
+        o = Order(cl, venue, iid, spec.symbol, side, px, qty, tif, req.ord_type, req.strategy_id, _perf_ns())
+        _dict_set(self.orders, cl, o)
+        self._open[cl] = o
+        data = gw.encode_new(cl, self._venue_sym(venue, iid), side, px_s, qty_s, tif, gw.now_ms())
+        o.sent_ns = _perf_ns()
         sent = gw.send(data)
         self.n["sent"] += 1
-        self._record(o, EventKind.PENDING)
+        self._record(o, _K_PENDING)
         if not sent:  # the socket failed under us: the venue may or may not have it
             self._set_state(o, S.UNKNOWN, EventKind.UNKNOWN, Reason.TRANSPORT)
         return cl
+
+    def _px(self, spec, px: float, side: int) -> tuple[float, str]:
+        """`spec.round_px(px, side)` and its wire string, remembered per spec: quotes come back
+        to the same few prices, and rounding + formatting is a good part of a submit."""
+        key = (id(spec), px, side)
+        hit = self._px_cache.get(key)
+        if hit is not None and hit[0] is spec:
+            return hit[1], hit[2]
+        r = spec.round_px(px, side)
+        s = spec.fmt_px(r)
+        if len(self._px_cache) >= 8192:
+            self._px_cache.clear()
+        self._px_cache[key] = (spec, r, s)
+        return r, s
+
+    def _qty(self, spec, qty: float) -> tuple[float, str]:
+        key = (id(spec), qty)
+        hit = self._qty_cache.get(key)
+        if hit is not None and hit[0] is spec:
+            return hit[1], hit[2]
+        r = spec.round_qty(qty)
+        s = spec.fmt_qty(r)
+        if len(self._qty_cache) >= 8192:
+            self._qty_cache.clear()
+        self._qty_cache[key] = (spec, r, s)
+        return r, s
 
     def _submit_cancel(self, cl: str, venue: Exchange | None) -> str:
         o = self.orders.get(cl)
         if o is None:
             return self._refuse(venue, f"unknown order {cl!r}", Reason.UNKNOWN_ORDER)
-        if o.state.is_terminal:
+        if TERMINAL_M[o.state]:
             return self._refuse(o.venue, f"order {cl} is already {o.state.name}", Reason.UNKNOWN_ORDER)
-        st = self._accepting(o.venue)
-        if st is None:
+        v = o.venue
+        st = self._venues.get(v)
+        if st is None or not st.ready or st.gw.transport is None:
+            self._accepting(v)  # says why
             return ""
-        if not st.cancel_bucket.try_acquire(time.monotonic_ns()):
-            return self._refuse(o.venue, "rate limited (cancel bucket)", Reason.RATE_LIMIT)
+        if not st.cancel_bucket.try_acquire(_mono_ns()):
+            return self._refuse(v, "rate limited (cancel bucket)", Reason.RATE_LIMIT)
         gw = st.gw
-        data = gw.encode_cancel(cl, self._venue_sym(o.venue, o.instr_id), o.venue_ord_id, gw.now_ms())
+        data = gw.encode_cancel(cl, self._venue_sym(v, o.instr_id), o.venue_ord_id, gw.now_ms())
         if o.state != S.PENDING_CANCEL:
-            self._set_state(o, S.PENDING_CANCEL, EventKind.PENDING)
+            self._set_state(o, S.PENDING_CANCEL, _K_PENDING)
         gw.send(data)
         self.n["cancels_sent"] += 1
         return cl
@@ -636,7 +725,7 @@ class OrderManager:
                 Reason.RATE_LIMIT if "rate limited" in self.last_reject_reason else Reason.VENUE_DOWN)
             return o
         o = self.orders[cl]
-        if o.state not in _PENDING:
+        if not PENDING_M[o.state]:
             return o
         fut = asyncio.get_running_loop().create_future()
         if o.waiters is None:
@@ -645,7 +734,7 @@ class OrderManager:
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
-            if o.state in _PENDING:
+            if PENDING_M[o.state]:
                 self._set_state(o, S.UNKNOWN, EventKind.UNKNOWN, Reason.TIMEOUT)
                 self._spawn(self._resolve_unknown(o.venue))
         return o
@@ -686,27 +775,29 @@ class OrderManager:
         cur = o.state
         if cur == st:
             return False
-        if not is_legal(cur, st):
+        if not LEGAL_M[cur][st]:
             self.n["illegal"] += 1
             if self._ctr:
                 self.counters.inc(self._ctr["oms_illegal"])
             log.warning("illegal transition %s -> %s for %s (%s) ignored", cur.name, st.name, o.cl_ord_id, kind.name)
             return False
-        if st in (S.PENDING_CANCEL, S.PENDING_AMEND, S.UNKNOWN) and cur not in _PENDING:
-            o.prev_state = cur
-        elif st in (S.PENDING_CANCEL, S.PENDING_AMEND, S.UNKNOWN) and cur == S.PENDING_NEW:
-            o.prev_state = S.NEW if o.acked_ns else S.PENDING_NEW
+        if _HOLD_M[st]:
+            if not PENDING_M[cur]:
+                o.prev_state = cur
+            elif cur == S.PENDING_NEW:
+                o.prev_state = S.NEW if o.acked_ns else S.PENDING_NEW
         o.state = st
         if reason:
             o.reason = reason
-        if st.is_terminal:
-            self._terminal_q.append((time.monotonic_ns(), o.cl_ord_id))
-        if st == S.UNKNOWN:
+        if TERMINAL_M[st]:
+            self._terminal_q.append((_mono_ns(), o.cl_ord_id))
+            self._open.pop(o.cl_ord_id, None)
+        elif st == S.UNKNOWN:
             self.n["unknown"] += 1
             if self._ctr:
                 self.counters.inc(self._ctr["oms_unknown"])
         self._record(o, kind, reason, latency_us, notify=notify)
-        if o.waiters and st not in _PENDING:
+        if o.waiters and not PENDING_M[st]:
             for f in o.waiters:
                 if not f.done():
                     f.set_result(o)
@@ -716,15 +807,21 @@ class OrderManager:
     def _record(self, o: Order, kind: EventKind, reason: Reason = Reason.NONE, latency_us: float = 0.0,
                 flags: int = 0, notify: bool = True) -> None:
         o.event_seq += 1
-        o.last_update_ns = time.perf_counter_ns()
-        ring = self.ring
-        if ring is not None:
-            ring.write(ORDER_EVENT_STRUCT, KIND_ORDER_EVENT, flags, int(o.venue), int(o.side), o.instr_id,
-                       int(o.state), int(reason or o.reason) & 0xFF, time.time_ns(), 0, o.event_seq, o.px, o.qty,
-                       o.filled_qty, o.avg_px, o.cl_ord_id.encode()[:32], o.venue_ord_id.encode()[:24],
-                       int(o.ord_type), int(o.tif), o.strategy_id & 0xFF, int(kind) & 0xFF, latency_us)
+        now = o.last_update_ns = _perf_ns()
+        w = self._w_order
+        if w is not None:
+            if o._cl_s is not o.cl_ord_id:
+                o._cl_s = o.cl_ord_id
+                o._cl_b = o.cl_ord_id.encode()[:32]
+            if o._vid_s is not o.venue_ord_id:
+                o._vid_s = o.venue_ord_id
+                o._vid_b = o.venue_ord_id.encode()[:24]
+            # IntEnum fields pack as the ints they are (struct takes __index__)
+            w(KIND_ORDER_EVENT, flags, o.venue, o.side, o.instr_id, o.state, (reason or o.reason) & 0xFF, _time_ns(),
+              0, o.event_seq, o.px, o.qty, o.filled_qty, o.avg_px, o._cl_b, o._vid_b, o.ord_type, o.tif,
+              o.strategy_id & 0xFF, kind & 0xFF, latency_us)
         if notify and self.listeners:
-            ev = OrderEvent(o, kind, reason=reason or o.reason, ts_ns=o.last_update_ns)
+            ev = OrderEvent(o, kind, 0.0, 0.0, 0.0, 0, "", reason or o.reason, now)
             for fn in self.listeners:
                 try:
                     fn(ev)
@@ -765,13 +862,13 @@ class OrderManager:
                        o.cl_ord_id.encode()[:32], realized, 0)
             ring.write(POSITION_STRUCT, KIND_POSITION, flags, int(o.venue), 0, o.instr_id, 0, now, pos.qty,
                        pos.avg_px, pos.realized_pnl, pos.unrealized_pnl(), pos.fees, pos.mark_px)
-        if o.state.is_terminal:
+        if TERMINAL_M[o.state]:
             self.n["late_fills"] += 1
         # the fill moves the state unless a cancel/amend is pending (then only a full fill does);
         # that change is recorded, and listeners get exactly one FILL event per trade, after it
         full = o.filled_qty >= o.qty - _EPS
         cur = o.state
-        if full and not cur.is_terminal:
+        if full and not TERMINAL_M[cur]:
             self._set_state(o, S.FILLED, EventKind.FILL, notify=False)
         elif not full and cur in (S.NEW, S.PENDING_NEW):
             self._set_state(o, S.PARTIALLY_FILLED, EventKind.FILL, notify=False)
@@ -809,7 +906,7 @@ class OrderManager:
         if st == S.PARTIALLY_FILLED and cur == S.FILLED:
             self.n["stale_reports"] += 1
             return
-        if cur.is_terminal:
+        if TERMINAL_M[cur]:
             # a report older than what we know (an ack overtaken by the final push, CANCELED after
             # FILLED on two channels): the order's life is over; fills are applied separately
             self.n["stale_reports"] += 1
@@ -891,7 +988,7 @@ class OrderManager:
                 self._apply_fill(o, u)
             if u.state is not None:
                 if u.state == S.UNKNOWN:
-                    if o.state in _PENDING:
+                    if PENDING_M[o.state]:
                         self._set_state(o, S.UNKNOWN, EventKind.UNKNOWN, u.reason or Reason.VENUE_ERROR)
                         self._spawn(self._resolve_unknown(gw.venue))
                     return
@@ -908,7 +1005,7 @@ class OrderManager:
                 self._apply_venue_state(o, u.state, kind, u.reason, u.cum_qty)
         elif k == U_CANCEL_ACK:
             self._venues[gw.venue].cancel_bucket.on_success()
-            if u.state is not None and u.state.is_terminal:
+            if u.state is not None and TERMINAL_M[u.state]:
                 self._apply_venue_state(o, u.state, EventKind.CANCELED if u.state == S.CANCELED else
                                         EventKind.EXPIRED, u.reason or Reason.USER_CANCEL, u.cum_qty)
         elif k == U_CANCEL_REJECT:
@@ -932,7 +1029,7 @@ class OrderManager:
                 if u.state in (S.NEW, S.PARTIALLY_FILLED):
                     back = u.state
                 self._set_state(o, back, EventKind.AMENDED)
-            elif not o.state.is_terminal:
+            elif not TERMINAL_M[o.state]:
                 if u.px:
                     o.px = u.px
                 if u.qty:
@@ -978,7 +1075,7 @@ class OrderManager:
         while q and q[0][0] < cutoff:
             _, cl = q.popleft()
             o = self.orders.get(cl)
-            if o is not None and o.state.is_terminal:
+            if o is not None and TERMINAL_M[o.state]:
                 del self.orders[cl]
                 if o.venue_ord_id:
                     self._by_vid.pop((int(o.venue), o.venue_ord_id), None)
@@ -998,8 +1095,8 @@ class OrderManager:
             return
         st.ready = False
         st.reason = reason
-        for o in self.orders.values():
-            if o.venue == v and o.state in _PENDING:
+        for o in list(self._open.values()):
+            if o.venue == v and PENDING_M[o.state]:
                 self._set_state(o, S.UNKNOWN, EventKind.UNKNOWN, Reason.TRANSPORT)
         if self._stopping or not self.reconnect or not was_authenticated:
             return
@@ -1047,7 +1144,7 @@ class OrderManager:
                         continue
                 seen.add(o.cl_ord_id)
                 self._reconcile_order(o, vo)
-            mine = [o for o in self.orders.values() if o.venue == v and not o.state.is_terminal
+            mine = [o for o in self._open.values() if o.venue == v and not TERMINAL_M[o.state]
                     and o.cl_ord_id not in seen]
             for o in mine:
                 vq: VenueOrder | None
@@ -1112,7 +1209,7 @@ class OrderManager:
         if o.state in (S.UNKNOWN, S.PENDING_NEW):
             if not o.acked_ns:
                 o.acked_ns = time.perf_counter_ns()
-            self._set_state(o, target, EventKind.RECONCILED, o.reason if target.is_terminal else Reason.NONE)
+            self._set_state(o, target, EventKind.RECONCILED, o.reason if TERMINAL_M[target] else Reason.NONE)
             return
         self._apply_venue_state(o, target, EventKind.RECONCILED, Reason.NONE, vo.cum_qty)
 
@@ -1251,7 +1348,7 @@ class OrderManager:
             await self._reconcile_fills(v)
         except Exception as e:
             log.warning("%s: fills reconciliation failed: %s", v.key, e)
-        for o in [o for o in self.orders.values() if o.venue == v and o.state == S.UNKNOWN]:
+        for o in [o for o in self._open.values() if o.venue == v and o.state == S.UNKNOWN]:
             try:
                 vo = await st.gw.query_order(to_wire(v, o.cl_ord_id), self._venue_sym(v, o.instr_id))
             except Exception as e:

@@ -8,6 +8,7 @@ even to a terminal order (a late fill after a cancel still happened). No I/O her
 from __future__ import annotations
 
 from enum import IntEnum
+from operator import attrgetter
 
 from common.enums import Exchange, OrderSide, OrderState, OrderType, TimeInForce
 
@@ -40,6 +41,16 @@ def is_legal(frm: OrderState, to: OrderState) -> bool:
     return frm == to or to in LEGAL[frm]
 
 
+# The same facts as tables indexed by the state's int value, for the hot path: a list index
+# on an IntEnum is C all the way, where a set lookup or the enum's properties run Python code.
+_N_STATES = max(OrderState) + 1
+LEGAL_M: tuple[tuple[bool, ...], ...] = tuple(
+    tuple(f in LEGAL and t in LEGAL and is_legal(OrderState(f), OrderState(t)) for t in range(_N_STATES))
+    for f in range(_N_STATES))
+TERMINAL_M: tuple[bool, ...] = tuple(f in LEGAL and OrderState(f).is_terminal for f in range(_N_STATES))
+PENDING_M: tuple[bool, ...] = tuple(f in (S.PENDING_NEW, S.PENDING_CANCEL, S.PENDING_AMEND) for f in range(_N_STATES))
+
+
 class Reason(IntEnum):
     """Why an order was rejected, cancelled or not accepted (u1 in ORDER_EVENT records)."""
 
@@ -69,6 +80,9 @@ class Reason(IntEnum):
 
 
 class EventKind(IntEnum):
+    # `name` read by listeners on every event: a C property instead of the enum's Python one
+    name = property(attrgetter("_name_"))  # type: ignore[assignment]
+
     ACK = 1
     REJECT = 2
     FILL = 3
@@ -88,7 +102,7 @@ class Order:
     __slots__ = ("cl_ord_id", "venue", "instr_id", "symbol", "side", "px", "qty", "filled_qty", "avg_px",
                  "state", "venue_ord_id", "tif", "ord_type", "created_ns", "sent_ns", "acked_ns", "reason",
                  "event_seq", "strategy_id", "fees", "prev_state", "pending_px", "pending_qty", "waiters",
-                 "trade_ids", "cum_quote", "last_update_ns")
+                 "trade_ids", "cum_quote", "last_update_ns", "_cl_s", "_cl_b", "_vid_s", "_vid_b")
 
     def __init__(self, cl_ord_id: str, venue: Exchange, instr_id: int, symbol: str, side: OrderSide,
                  px: float, qty: float, tif: TimeInForce = TimeInForce.GTC,
@@ -120,6 +134,11 @@ class Order:
         self.waiters: list | None = None  # futures of place_order()
         self.trade_ids: set[str] | None = None
         self.last_update_ns = 0
+        # the ids as record bytes, encoded once (re-encoded if an id is ever replaced)
+        self._cl_s = cl_ord_id
+        self._cl_b = cl_ord_id.encode()[:32]
+        self._vid_s = ""
+        self._vid_b = b""
 
     @property
     def leaves_qty(self) -> float:

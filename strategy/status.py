@@ -13,11 +13,16 @@ import numpy as np
 
 from common.enums import Exchange, OrderState
 from monitor.sources import status_path, write_status
+from oms.state import EventKind
+
+_PENDING, _ACK, _FILL, _REJECT, _UNKNOWN = (EventKind.PENDING, EventKind.ACK, EventKind.FILL, EventKind.REJECT,
+                                            EventKind.UNKNOWN)
+_PENDING_NEW = OrderState.PENDING_NEW
 
 
 def _params(strategy) -> dict:
     cfg = getattr(strategy, "cfg", None)
-    if cfg is not None and dataclasses.is_dataclass(cfg):
+    if cfg is not None and dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
         return dataclasses.asdict(cfg)
     return {}
 
@@ -33,10 +38,12 @@ def _decision_latency(host) -> dict:
 
 class OrderCounts:
     """Per-venue order counts kept from the OMS's events as they happen, so writing the status
-    never walks the OMS's order table (which would stall the hot loop as it grows)."""
+    never walks the OMS's order table (which would stall the hot loop as it grows). Called for
+    every order event: the OMS's own kinds are matched by identity, anything else by name."""
 
     def __init__(self) -> None:
         self.by_venue: dict[str, dict] = {}
+        self._of_venue: dict = {}  # venue (enum or int) -> its dict in by_venue
 
     def venue(self, key: str) -> dict:
         d = self.by_venue.get(key)
@@ -46,9 +53,30 @@ class OrderCounts:
         return d
 
     def on_event(self, ev) -> None:
-        kind = getattr(ev.kind, "name", str(ev.kind))
+        k = ev.kind
         o = ev.order
-        d = self.venue(o.venue.key)
+        d = self._of_venue.get(o.venue)
+        if d is None:
+            d = self._of_venue[o.venue] = self.venue(o.venue.key)
+        if k is _PENDING:
+            if o.state == _PENDING_NEW:
+                d["sent"] += 1
+        elif k is _ACK:
+            d["acked"] += 1
+        elif k is _FILL:
+            d["fills"] += 1
+            if o.filled_qty <= ev.fill_qty + 1e-12:  # first fill of this order
+                d["filled_orders"] += 1
+        elif k is _REJECT:
+            d["rejected"] += 1
+        elif k is _UNKNOWN:
+            d["unknown"] += 1
+        elif type(k) is not EventKind:  # a string kind (another OMS, a test double)
+            self._on_named(getattr(k, "name", str(k)), ev, d)
+
+    @staticmethod
+    def _on_named(kind: str, ev, d: dict) -> None:
+        o = ev.order
         if kind == "PENDING" and o.state == OrderState.PENDING_NEW:
             d["sent"] += 1
         elif kind == "ACK":

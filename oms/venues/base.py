@@ -152,6 +152,10 @@ def fnum(x: Any) -> float:
 
 
 _HDR_SMALL = [bytes((0x81, 0x80 | n, 0, 0, 0, 0)) for n in range(126)]  # FIN+TEXT, masked, zero key
+_TEXT = WSMsgType.TEXT
+_BINARY = WSMsgType.BINARY
+_CLOSE = WSMsgType.CLOSE
+_mono_ns = time.monotonic_ns
 
 
 class _Listener(WSListener):
@@ -165,7 +169,7 @@ class _Listener(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame) -> None:
         mt = frame.msg_type
-        if mt == WSMsgType.TEXT or mt == WSMsgType.BINARY:
+        if mt == _TEXT or mt == _BINARY:
             gw = self.gw
             if frame.last_in_buffer:
                 gw.on_frame(frame.get_payload_as_bytes())
@@ -179,7 +183,7 @@ class _Listener(WSListener):
                     gw.on_frame(frame.get_payload_as_bytes())
                 finally:
                     gw._corked = False
-        elif mt == WSMsgType.CLOSE:
+        elif mt == _CLOSE:
             self.gw.close_reason = f"closed by venue (code {frame.get_close_code()})"
             transport.disconnect()
 
@@ -328,7 +332,7 @@ class Gateway:
 
     def on_frame(self, data: bytes) -> None:
         self.frames_in += 1
-        self.last_rx_ns = time.monotonic_ns()
+        self.last_rx_ns = _mono_ns()
         if self._on_frame_hook is not None:
             self._on_frame_hook(data)
         if self.redundant(data):
