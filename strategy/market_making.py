@@ -300,7 +300,7 @@ class MarketMaker(Strategy):
         pc = self.pconst[p]
         if pc is None:
             return room_buy, room_sell
-        _v, _k, base, mid_s, _end, tick, inv, lot_inv, size, min_qty, min_notional = pc
+        _v, _k, base, mid_s, _slots, tick, inv, lot_inv, size, min_qty, min_notional = pc
         floor = math.floor
         ceil = math.ceil
         spacing = self.spacing * (bid + ask)
@@ -355,7 +355,7 @@ class MarketMaker(Strategy):
         v, i = self.pairs[p]
         L = self.levels
         base = p * 2 * L
-        self.pconst[p] = (v, v * self.n_instr + i, base, base + L, base + 2 * L, spec.tick_size,
+        self.pconst[p] = (v, v * self.n_instr + i, base, base + L, tuple(range(base, base + 2 * L)), spec.tick_size,
                           self.inv_tick[p], self.inv_lot[p], self.size[p], spec.min_qty, spec.min_notional)
 
     def requote(self, p: int, now_ns: int) -> list[OrderRequest] | None:
@@ -370,14 +370,14 @@ class MarketMaker(Strategy):
             pc = self.pconst[p]
             if pc is None:
                 return None
-        v, k, base, mid_s, end, tick, inv, lot_inv, size, min_qty, min_notional = pc
+        v, k, base, mid_s, slots, tick, inv, lot_inv, size, min_qty, min_notional = pc
         status = self.s_status
         # requests in flight: their quantity counts as worst case (they may still fill);
         # a NEW the OMS refused frees its slot, one the venue never answered gets a cancel
         nudges = None
         pend_buy = 0.0
         pend_sell = 0.0
-        for s in range(base, end):
+        for s in slots:
             st = status[s]
             if st == LIVE or st == EMPTY:
                 continue
@@ -466,7 +466,7 @@ class MarketMaker(Strategy):
         self.pulled[p] = False
         out = None
         thr = self.thr * (bid + ask) * 0.5
-        for s in range(base, end):
+        for s in slots:
             sst = status[s]
             wqty = want_qty[s]
             wpx = want_px[s]
