@@ -512,7 +512,7 @@ class StrategyHost:
 
     def _drain_events(self) -> int:
         events = self._events
-        if len(events) > 1:  # the strategy's answers to a burst of events leave together
+        if self._can_cork and len(events) > 1:  # the strategy's answers to a burst leave together
             self._cork()
             try:
                 return self._drain(events)

@@ -628,8 +628,9 @@ class MarketMaker(Strategy):
     def on_order_event(self, ev) -> list[OrderRequest] | None:
         order = ev.order
         cid = order.cl_ord_id
-        s = self.cid_slot.get(cid, -1)
-        if s < 0:
+        try:
+            s = self.cid_slot[cid]
+        except KeyError:
             s = self._slot_for(cid)
             if s < 0:
                 return None
