@@ -426,6 +426,7 @@ def test_order_push_templates_equal_dict_dumps():
             ref = orjson.dumps(bn.execution_report(kind, o, fill, 1234))
             bn._anon = itertools.count(7)
             assert bn.execution_report_json(kind, o, fill, 1234).encode() == ref
+            assert bn.cancel_result_json(o) == orjson.dumps(bn.cancel_result(o))
         elif v == "okx":
             ref = orjson.dumps({"arg": {"channel": "orders", "instType": "SPOT", "uid": o.api_key},
                                 "data": [ok.order_view(o, fill)]})
@@ -434,6 +435,13 @@ def test_order_push_templates_equal_dict_dumps():
             assert gt.order_view_json(o).encode() == orjson.dumps(gt.order_view(o))
             for event in ("put", "update", "finish"):
                 assert gt.order_view_json(o, event).encode() == orjson.dumps(gt.push_view(o, event))
+    # gate keeps the last view's parts: a changed order must not be shown in its old state
+    o = next(o for v, _, o, _ in cases if v == "gate")
+    before = gt.order_view_json(o)
+    o.ticks += 1
+    o.extra["amend_text"] = "moved"
+    assert gt.order_view_json(o).encode() == orjson.dumps(gt.order_view(o))
+    assert gt.order_view_json(o) != before
 
 
 def test_lean_order_entry_matches_full_checks():

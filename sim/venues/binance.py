@@ -396,6 +396,19 @@ class BinanceApp(VenueApp):
                 "type": o.order_type, "side": "BUY" if o.side == BUY else "SELL",
                 "selfTradePreventionMode": "EXPIRE_MAKER"}
 
+    def cancel_result_json(self, o: Order) -> bytes:
+        """orjson.dumps(cancel_result(o)) formatted directly (every order.cancel answer); the
+        client ids go through json_str: a cancel's newClientOrderId is taken as sent."""
+        inst = o.inst
+        cid = o.client_id
+        return (f'{{"symbol":"{inst.venue_symbol}","origClientOrderId":{json_str(o.orig_client_id or cid)},'
+                f'"orderId":{o.oid},"orderListId":-1,"clientOrderId":{json_str(o.extra.get("cancel_cid") or cid)},'
+                f'"transactTime":{o.update_ms},"price":"{inst.px(o.ticks)}","origQty":"{inst.qty(o.lots)}",'
+                f'"executedQty":"{inst.qty(o.filled_lots)}","origQuoteOrderQty":"{o.quote_qty:.8f}",'
+                f'"cummulativeQuoteQty":"{o.cum_quote:.8f}","status":"{o.status}","timeInForce":"{o.tif}",'
+                f'"type":"{o.order_type}","side":"{"BUY" if o.side == BUY else "SELL"}",'
+                f'"selfTradePreventionMode":"EXPIRE_MAKER"}}').encode()
+
     # -- auth ------------------------------------------------------------------------
     def check_ts(self, params: dict) -> None:
         ts = params.get("timestamp")
@@ -519,7 +532,7 @@ class BinanceApp(VenueApp):
             raise self._too_many()
         key = self.ws_auth(sess, params)
         o = self.cancel_from_params(key, params)
-        sess.ok(rid, self.cancel_result(o))
+        sess.ok_raw(rid, self.cancel_result_json(o))
         self.stats["orders_acked"] += 1
         self.dispatch_events()
 
@@ -725,7 +738,8 @@ class BinanceApp(VenueApp):
         why = self.engine.place(o)
         if why:
             raise self.place_error(why)
-        o.extra["fills"] = [f for k, _o, f in self.engine.events[fills_before:] if k == "trade" and _o is o]
+        if o.filled_lots:  # the FULL response lists the fills taken on arrival (none: no list)
+            o.extra["fills"] = [f for k, _o, f in self.engine.events[fills_before:] if k == "trade" and _o is o]
 
     def place_error(self, why: str) -> BinanceError:
         if why == INSUFFICIENT_BALANCE:
