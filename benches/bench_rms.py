@@ -7,6 +7,7 @@ naive baseline (dicts of limits and positions, a result object per check), same 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -19,8 +20,8 @@ from strategy.state import MarketState
 
 NOW = 10_000_000_000
 SYM = Symbol("BTC", "USDT", Exchange.BINANCE)
-LIMITS = dict(max_orders_per_s=1e12, max_position=1e9, max_venue_notional=1e15, max_total_notional=1e15,
-              max_open_orders=10**9)
+LIMITS: dict[str, Any] = dict(max_orders_per_s=1e12, max_position=1e9, max_venue_notional=1e15,
+                              max_total_notional=1e15, max_open_orders=10**9)
 
 
 def engine() -> RiskEngine:
@@ -56,12 +57,12 @@ class NaiveRisk:
         self.books = {("binance", "BTC-USDT"): {"bid": 60000.0, "ask": 60001.0, "ts": NOW}}
         self.specs = {("binance", "BTC-USDT"): {"tick": 0.01, "lot": 0.00001, "min_notional": 5.0}}
         self.positions = {("binance", "BTC-USDT"): 0.0}
-        self.open_orders = {"open1": {"venue": "binance", "symbol": "BTC-USDT", "side": "BUY", "qty": 0.001,
+        self.open_orders: dict[str, dict[str, Any]] = {"open1": {"venue": "binance", "symbol": "BTC-USDT", "side": "BUY", "qty": 0.001,
                                       "px": 59990.0}}
         self.state = "ACTIVE"
 
     def check(self, req: OrderRequest, now_ns: int) -> CheckResult:
-        key = (req.venue.key, req.symbol.canonical)
+        key = (req.venue.key, req.symbol.canonical)  # type: ignore[union-attr]
         lim = self.limits
         if self.state == "HALTED":
             return CheckResult(False, "halted")

@@ -21,7 +21,9 @@ import json
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any
 
 import pytest
 
@@ -65,10 +67,23 @@ def instruments() -> Instruments:
 
 class _Order:
     __slots__ = ("cl_ord_id", "venue", "instr_id", "side", "px", "qty", "filled_qty", "state")
+    cl_ord_id: str
+    venue: Any
+    instr_id: int
+    side: Any
+    px: float
+    qty: float
+    filled_qty: float
+    state: OrderState
 
 
 class _Event:
     __slots__ = ("order", "kind", "fill_qty", "fill_px", "fee")
+    order: _Order
+    kind: str
+    fill_qty: float
+    fill_px: float
+    fee: float
 
 
 class StubOMS:
@@ -79,7 +94,7 @@ class StubOMS:
     def __init__(self) -> None:
         self.n = 0
         self.orders: dict[str, _Order] = {}
-        self.listeners = []
+        self.listeners: list[Callable[[Any], None]] = []
         self.submitted = 0
 
     def add_listener(self, fn) -> None:

@@ -468,7 +468,7 @@ class RiskEngine:
     def on_order_open(self, req: OrderRequest) -> None:
         """A NEW request was handed to the OMS (it counts as open from now on)."""
         v = req.venue
-        k = v * self.n_instr + req.instr_id
+        k = v * self.n_instr + req.instr_id  # type: ignore[operator]  # a checked NEW: venue set
         if not self._free:
             return
         s = self._free.pop()
@@ -484,7 +484,7 @@ class RiskEngine:
         else:
             self.open_sell[k] += req.qty
         self.open_count[k] += 1
-        self.venue_open[v] += 1
+        self.venue_open[v] += 1  # type: ignore[index]
         self.total_open += 1
         self._update_exposure(k)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from common.enums import Exchange, TradingState
 from common.instruments import Instruments, InstrumentSpec
@@ -194,9 +195,9 @@ class StrategyContext:
         self._symbols: dict[tuple[int, int], Symbol] = {}
         # optional fast path: positions as a flat view indexed like the state
         # (venue_id * state.n_instr + instr_id); None when the provider has none
-        self.positions = None
-        self.ready_flags = None  # venue id -> 1 ready / 0 not (fast path for venue_ready)
-        self.risk = None  # the risk engine (its .state is the trading state), when there is one
+        self.positions: Any = None
+        self.ready_flags: Any = None  # venue id -> 1 ready / 0 not (fast path for venue_ready)
+        self.risk: Any = None  # the risk engine (its .state is the trading state), when there is one
 
     def now_ns(self) -> int:
         return self.clock()

@@ -27,6 +27,7 @@ import time
 import traceback
 from array import array
 from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -129,7 +130,7 @@ class RingWaker:
         self.loop = asyncio.get_running_loop()
         self.rings = []
         self.socks = []
-        self._fut = None
+        self._fut: asyncio.Future | None = None
         self.wakes = 0
         for r in rings:
             sock = r.wake_listener() if hasattr(r, "wake_listener") else None
@@ -151,7 +152,7 @@ class RingWaker:
             fut.set_result(None)
 
     async def sleep(self, timeout_s: float) -> None:
-        armed = []
+        armed: list = []
         for r in self.rings:
             if not r.arm_sleep():
                 for a in armed:
@@ -225,7 +226,7 @@ class StrategyHost:
         self.poll_limit = poll_limit
         self.bulk_min = 16  # records waiting before a ring is read in one batch
         self._bulk = np.zeros((BULK_RECORDS, MD_RECORD_SIZE), dtype=np.uint8)
-        self._bulk_mv = memoryview(self._bulk).cast("B")
+        self._bulk_mv = self._bulk.data.cast("B")
         self.batch_mode = bool(getattr(strategy, "batch_mode", False))
         # L2 books from BOOK_LEVEL records (feeds.book.Book), only for strategies that ask
         self.books: dict | None = {} if getattr(strategy, "wants_l2", False) else None
@@ -238,7 +239,7 @@ class StrategyHost:
         self.ctx.positions = self.rms.position  # same indexing as the state: venue * n_instr + instr
         self.ctx.ready_flags = self.rms.venue_ready
         self.ctx.risk = self.rms
-        self.ctx.book = self.book
+        self.ctx.book = self.book  # type: ignore[method-assign]
         self._events: deque = deque()
         self.timer_ns = int(getattr(strategy, "timer_ms", 100.0) * 1e6)
         self._next_timer = 0
@@ -260,7 +261,7 @@ class StrategyHost:
         self.lat_n = 0
         self._t0 = 0
         self._ctr = {}
-        self.status_writer = None  # strategy.status.StatusWriter, set by run_strategy_process
+        self.status_writer: Any = None  # strategy.status.StatusWriter, set by run_strategy_process
         self._cork_depth = 0
         self._can_cork = hasattr(oms, "cork") and hasattr(oms, "uncork")
         self._waker: RingWaker | None = None  # the idle strategy's, while the loop runs
@@ -414,11 +415,13 @@ class StrategyHost:
             self.dispatch(reqs, now)
 
     def _book(self, k: int, venue_id: int, instr_id: int):
-        b = self.books.get(k)
+        books = self.books
+        assert books is not None  # only called for strategies with wants_l2
+        b = books.get(k)
         if b is None:
             from feeds.book import Book
 
-            b = self.books[k] = Book(capacity=self.l2_capacity, instr_id=instr_id, venue_id=venue_id)
+            b = books[k] = Book(capacity=self.l2_capacity, instr_id=instr_id, venue_id=venue_id)
         return b
 
     def book(self, venue_id: int, instr_id: int):
@@ -973,6 +976,7 @@ def run_strategy_process(config_path: str | None, prefix: str, cpu: int | None, 
             loop.add_signal_handler(sig, host.request_stop, sig.name)
         return await host.run()
 
+    runner: Any
     try:
         import uvloop
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from typing import Any
 
 from common.config import MarketMakingConfig
 from common.enums import Exchange, OrderSide, OrderType, TimeInForce, TradingState
@@ -140,7 +141,7 @@ class MarketMaker(Strategy):
         self.pair_of: dict[int, int] = {}  # state index (venue * n_instr + instr) -> pair
         self.pair_at: list[int] = []  # the same as a list over every state index (-1: not quoted)
         self.pconst: list[tuple | None] = []  # per pair: (venue, state index, slot bounds, rules)
-        self.ctx: StrategyContext | None = None
+        self.ctx: Any = None  # the StrategyContext, from on_start
         self.n_instr = 0
         self.quotes_sent = 0
         self.amends_sent = 0
@@ -160,15 +161,15 @@ class MarketMaker(Strategy):
         self.n_instr = st.n_instr
         venues = [Exchange.from_name(v) for v in self.cfg.venues]
         active = set(ctx.venues)
-        for v in venues:
-            if int(v) not in active:
+        for venue in venues:
+            if int(venue) not in active:
                 continue
-            for sym in self.cfg.symbols:
-                i = ctx.instruments.id_for(sym)
-                if not st.in_range(int(v), i):
+            for name in self.cfg.symbols:
+                i = ctx.instruments.id_for(name)
+                if not st.in_range(int(venue), i):
                     continue
-                self.pair_of[int(v) * st.n_instr + i] = len(self.pairs)
-                self.pairs.append((int(v), i))
+                self.pair_of[int(venue) * st.n_instr + i] = len(self.pairs)
+                self.pairs.append((int(venue), i))
         self.pair_at = [-1] * (N_VENUES * st.n_instr)
         for k, p in self.pair_of.items():
             self.pair_at[k] = p
