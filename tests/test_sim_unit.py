@@ -435,6 +435,14 @@ def test_order_push_templates_equal_dict_dumps():
             assert gt.order_view_json(o).encode() == orjson.dumps(gt.order_view(o))
             for event in ("put", "update", "finish"):
                 assert gt.order_view_json(o, event).encode() == orjson.dumps(gt.push_view(o, event))
+    # binance keeps the fixed part of the last executionReport: a resized order shows its new size
+    o = next(o for v, _, o, _ in cases if v == "binance")
+    bn.execution_report_json("new", o, None, 1)
+    o.lots += 3
+    bn._anon = itertools.count(7)
+    ref = orjson.dumps(bn.execution_report("amended", o, None, 1))
+    bn._anon = itertools.count(7)
+    assert bn.execution_report_json("amended", o, None, 1).encode() == ref
     # gate keeps the last view's parts: a changed order must not be shown in its old state
     o = next(o for v, _, o, _ in cases if v == "gate")
     before = gt.order_view_json(o)

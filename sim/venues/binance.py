@@ -32,6 +32,7 @@ CLIENT_ID_RE = re.compile(r"^[a-zA-Z0-9-_]{1,36}$")
 DECIMAL_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 STREAM_RE = re.compile(r"^([a-z0-9]+)@(bookTicker|trade|aggTrade|depth|depth@100ms|depth@1000ms)$")
 ZERO8 = "0.00000000"
+_EMPTY_JSON_STR = '""'
 RATE_LIMITS = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 50},
                {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 160000},
@@ -216,6 +217,7 @@ class BinanceApp(VenueApp):
         self._ws_handlers = self._ws_handler_table()
         # (symbol, side, type, timeInForce, price, quantity) strings -> validated order terms
         self._limit_terms: dict[tuple, tuple] = {}
+        self._er_memo: tuple | None = None  # ((order, client id, lots, ticks), fixed part of its executionReport)
 
     def reset(self) -> None:
         pass
@@ -898,7 +900,7 @@ class BinanceApp(VenueApp):
             cancel_cid = o.extra.get("cancel_cid")
             if cancel_cid:
                 c, cc = cancel_cid, c
-        qc, pc = inst._qty_cache, inst._px_cache
+        qc = inst._qty_cache
         if fill is None:
             fill_part = (f'"l":"{ZERO8}","z":"{ZERO8 if kind == "new" else qc.get(o.filled_lots) or inst.qty(o.filled_lots)}",'
                          f'"L":"{ZERO8}","n":"0","N":null,"T":{o.update_ms},"t":-1,')
@@ -909,11 +911,20 @@ class BinanceApp(VenueApp):
                          f'"n":"{fill.fee:.8f}","N":{json_str(fill.fee_asset)},"T":{fill.ts_ms},"t":{fill.trade_id},')
             maker = "true" if fill.maker else "false"
             last_quote = f"{fill.quote:.8f}"
+        # "s" to "g" only change with the client id shown, size or price: an order's reports (two or
+        # more each) reuse them
+        key = (o, c, o.lots, o.ticks)
+        memo = self._er_memo
+        if memo is not None and memo[0] == key:
+            fixed = memo[1]
+        else:
+            fixed = (f'"s":"{inst.venue_symbol}","c":{json_str(c)},"S":"{"BUY" if o.side == BUY else "SELL"}",'
+                     f'"o":"{o.order_type}","f":"{o.tif}","q":"{qc.get(o.lots) or inst.qty(o.lots)}",'
+                     f'"p":"{inst._px_cache.get(o.ticks) or inst.px(o.ticks)}","P":"{ZERO8}","F":"{ZERO8}","g":-1,')
+            self._er_memo = (key, fixed)
         working = "true" if o.status in _OPEN_STATES and o.order_type != "MARKET" else "false"
-        return (f'{{"e":"executionReport","E":{now},"s":"{inst.venue_symbol}","c":{json_str(c)},'
-                f'"S":"{"BUY" if o.side == BUY else "SELL"}","o":"{o.order_type}","f":"{o.tif}",'
-                f'"q":"{qc.get(o.lots) or inst.qty(o.lots)}","p":"{pc.get(o.ticks) or inst.px(o.ticks)}",'
-                f'"P":"{ZERO8}","F":"{ZERO8}","g":-1,"C":{json_str(cc)},"x":"{_EXEC_TYPES[kind]}","X":"{status}",'
+        return (f'{{"e":"executionReport","E":{now},{fixed}"C":{json_str(cc) if cc else _EMPTY_JSON_STR},'
+                f'"x":"{_EXEC_TYPES[kind]}","X":"{status}",'
                 f'"r":"NONE","i":{o.oid},{fill_part}"I":{next(self._anon)},"w":{working},"m":{maker},"M":false,'
                 f'"O":{o.create_ms},"Z":"{o.cum_quote:.8f}","Y":"{last_quote}","Q":"{o.quote_qty:.8f}",'
                 f'"W":{o.working_ms},"V":"EXPIRE_MAKER"}}')
