@@ -443,7 +443,28 @@ def test_order_push_templates_equal_dict_dumps():
     ref = orjson.dumps(bn.execution_report("amended", o, None, 1))
     bn._anon = itertools.count(7)
     assert bn.execution_report_json("amended", o, None, 1).encode() == ref
-    # gate keeps the last view's parts: a changed order must not be shown in its old state
+    # okx reuses an orders push within one dispatched batch: the next batch shows the new state
+    o = next(o for v, _, o, _ in cases if v == "okx")
+    got: list = []
+
+    class _Conn:
+        def send_text(self, body):
+            got.append(body)
+
+    class _Sess:
+        api_key = o.api_key
+        conn = _Conn()
+
+    ok.order_subs.add(_Sess())  # type: ignore[arg-type]
+    ok.engine.events = [("new", o, None), ("canceled", o, None)]
+    ok.dispatch_events()
+    o.extra["reqId"] = "r2"
+    o.lots += 1
+    ok.engine.events = [("amended", o, None)]
+    ok.dispatch_events()
+    ref = orjson.dumps({"arg": {"channel": "orders", "instType": "SPOT", "uid": o.api_key},
+                        "data": [ok.order_view(o, None)]})
+    assert got[0] == got[1] != got[2] == ref
     o = next(o for v, _, o, _ in cases if v == "gate")
     before = gt.order_view_json(o)
     o.ticks += 1

@@ -82,6 +82,7 @@ class VenueApp(App):
         self.drop_acks = 0
         self.rate_limit_count = 0
         self.rate_limit_until_ns = 0
+        self.dispatch_seq = 0  # batches of engine events dispatched (pushes formatted within one may be reused)
         self.stats = {"orders_received": 0, "orders_acked": 0, "orders_rejected": 0,
                       "rate_limited": 0, "md_frames": 0, "bad_requests": 0}
 
@@ -229,6 +230,7 @@ class VenueApp(App):
         if not ev:
             return
         self.engine.events = []
+        self.dispatch_seq += 1  # no order changes while one batch of events is pushed
         for kind, order, fill in ev:
             self.on_order_event(kind, order, fill)
 

@@ -132,6 +132,7 @@ class OkxApp(VenueApp):
         super().__init__(sim)
         self.by_code = {i.inst_id_code: i for i in self.instruments.values()}
         self.order_subs: set[OkxSession] = set()
+        self._push_memo: tuple = (None, -1, b"")  # (order, dispatch batch, orders push body) of the last push
         self.dead_man: dict[str, asyncio.TimerHandle] = {}
         self.dead_man_fired: list[dict] = []
         self._cs_memo: dict[Book, dict[int, str]] = {}  # book -> key -> `px:sz` of every level
@@ -521,7 +522,17 @@ class OkxApp(VenueApp):
         subs = [s for s in self.order_subs if s.api_key == key]
         if not subs:
             return
-        body = self.order_push_json(o, fill).encode()
+        if fill is None:
+            # an order's events dispatched in one batch (an IOC's live + canceled) are pushed with
+            # its state at dispatch, which nothing changes during the batch: one body serves them
+            memo = self._push_memo
+            if memo[0] is o and memo[1] == self.dispatch_seq:
+                body = memo[2]
+            else:
+                body = self.order_push_json(o).encode()
+                self._push_memo = (o, self.dispatch_seq, body)
+        else:
+            body = self.order_push_json(o, fill).encode()
         for s in subs:
             s.conn.send_text(body)
 
