@@ -109,6 +109,7 @@ _NEW = RequestKind.NEW
 _CANCEL = RequestKind.CANCEL
 _LIMIT = OrderType.LIMIT
 _K_PENDING = EventKind.PENDING
+_PUSH_KIND = {S.CANCELED: EventKind.CANCELED, S.EXPIRED: EventKind.EXPIRED, S.REJECTED: EventKind.REJECT}
 
 
 def gateway_class(venue: Exchange) -> type[Gateway]:
@@ -992,8 +993,7 @@ class OrderManager:
                         self._set_state(o, S.UNKNOWN, EventKind.UNKNOWN, u.reason or Reason.VENUE_ERROR)
                         self._spawn(self._resolve_unknown(gw.venue))
                     return
-                kind = {S.CANCELED: EventKind.CANCELED, S.EXPIRED: EventKind.EXPIRED,
-                        S.REJECTED: EventKind.REJECT}.get(u.state, EventKind.ACK)
+                kind = _PUSH_KIND.get(u.state, EventKind.ACK)
                 if o.state == S.PENDING_NEW and not o.acked_ns:
                     o.acked_ns = time.perf_counter_ns()
                 if u.state in (S.PARTIALLY_FILLED, S.FILLED) and not u.trade_id:

@@ -17,7 +17,7 @@ import orjson
 
 from common.enums import Exchange, OrderState, TimeInForce
 from common.instruments import InstrumentSpec, from_venue_symbol, venue_symbol
-from oms.ids import from_wire
+from oms.ids import GATE_PREFIX, from_wire
 from oms.state import Reason
 from oms.venues.base import (
     OP_AMEND,
@@ -107,11 +107,14 @@ _FINISH_B = {k.encode(): v for k, v in _FINISH.items()}
 
 
 def order_state(o: dict) -> tuple[OrderState, Reason]:
+    return _order_state(o, fnum(o.get("amount")))
+
+
+def _order_state(o: dict, amount: float) -> tuple[OrderState, Reason]:
     status = o.get("status", "")
     fin = o.get("finish_as", "")
-    amount = fnum(o.get("amount"))
-    left = fnum(o.get("left")) if "left" in o else amount
     if status == "open" or fin == "open" or (not status and not fin):
+        left = fnum(o.get("left")) if "left" in o else amount
         return (OrderState.PARTIALLY_FILLED if 0 < left < amount else OrderState.NEW), Reason.NONE
     if fin in _FINISH:
         return _FINISH[fin]
@@ -123,14 +126,18 @@ def order_state(o: dict) -> tuple[OrderState, Reason]:
 
 
 def order_update(kind: int, o: dict, req_id: str = "") -> Update:
-    st, reason = order_state(o)
-    amount = fnum(o.get("amount"))
-    cum = fnum(o.get("filled_amount")) if "filled_amount" in o else (amount - fnum(o.get("left")) if "left" in o else -1.0)
-    return Update(kind, req_id=req_id, cl_ord_id=from_wire(VENUE, o.get("text", "")), venue_ord_id=str(o.get("id", "")),
-                  vsym=o.get("currency_pair", ""), state=st, reason=reason, cum_qty=cum,
-                  avg_px=fnum(o.get("avg_deal_price")), px=fnum(o.get("price")), qty=amount,
-                  side=1 if o.get("side") == "buy" else -1,
-                  ts_ms=int(fnum(o.get("update_time_ms")) or fnum(o.get("create_time_ms"))))
+    g = o.get
+    amount = fnum(g("amount"))
+    st, reason = _order_state(o, amount)
+    cum = fnum(g("filled_amount")) if "filled_amount" in o else (amount - fnum(g("left")) if "left" in o else -1.0)
+    text = g("text", "")
+    vid = g("id", "")
+    # positional: kind, op, req_id, cl_ord_id, venue_ord_id, vsym, state, cum_qty, avg_px
+    return Update(kind, "", req_id, text[2:] if text.startswith(GATE_PREFIX) else text,
+                  vid if vid.__class__ is str else str(vid), g("currency_pair", ""), st, cum,
+                  fnum(g("avg_deal_price")), reason=reason, px=fnum(g("price")), qty=amount,
+                  side=1 if g("side") == "buy" else -1,
+                  ts_ms=int(fnum(g("update_time_ms")) or fnum(g("create_time_ms"))))
 
 
 _TIF: dict[int, str] = {TimeInForce.GTC: "gtc", TimeInForce.IOC: "ioc", TimeInForce.FOK: "fok", TimeInForce.POST_ONLY: "poc"}

@@ -184,16 +184,22 @@ class OkxGateway(Gateway):
         await self._sub_fut
 
     def redundant(self, data: bytes) -> bool:
-        if not data.startswith(b'{"arg":{"channel":"orders"') or data.count(b'"clOrdId":"') != 1:
-            return False
-        if field(data, b'"fillSz":"') not in (None, b"", b"0") or field(data, b'"tradeId":"'):
-            return False
-        if field(data, b'"amendResult":"') not in (None, b"", b"-1"):
+        # the order's state first (two finds near the start): most pushes that change something
+        # (the cancel's `canceled`) stop there, before the scans of the long tail of the push
+        if not data.startswith(b'{"arg":{"channel":"orders"'):
             return False
         state = field(data, b'"state":"')
         st = _STATES_B.get(state) if state else None
+        if st is None:
+            return False
         cl = field(data, b'"clOrdId":"')
-        return st is not None and bool(cl) and self.sink.known_state(cl.decode(), st)  # type: ignore[union-attr]
+        if not cl or not self.sink.known_state(cl.decode(), st):  # type: ignore[union-attr]
+            return False
+        if data.count(b'"clOrdId":"') != 1:
+            return False
+        if field(data, b'"fillSz":"') not in (None, b"", b"0") or field(data, b'"tradeId":"'):
+            return False
+        return field(data, b'"amendResult":"') in (None, b"", b"-1")
 
     # -- REST ----------------------------------------------------------------------
     async def _call(self, method: str, path: str, body: dict | None = None, signed: bool = True):
@@ -330,11 +336,13 @@ _CANCEL_SOURCE = {"31": Reason.POST_ONLY_CROSS, "32": Reason.SELF_TRADE, "14": R
 
 
 def decode_order_push(d: dict) -> Update:
-    st = STATES.get(d.get("state", ""), OrderState.UNKNOWN)
-    u = Update(U_ORDER, cl_ord_id=d.get("clOrdId", ""), venue_ord_id=str(d.get("ordId", "")),
-               vsym=d.get("instId", ""), state=st, cum_qty=fnum(d.get("accFillSz")), avg_px=fnum(d.get("avgPx")),
-               px=fnum(d.get("px")), qty=fnum(d.get("sz")), side=1 if d.get("side") == "buy" else -1,
-               ts_ms=int(d.get("uTime", 0) or d.get("fillTime", 0) or 0))
+    g = d.get
+    st = STATES.get(g("state", ""), OrderState.UNKNOWN)
+    vid = g("ordId", "")
+    # positional: kind, op, req_id, cl_ord_id, venue_ord_id, vsym, state, cum_qty, avg_px
+    u = Update(U_ORDER, "", "", g("clOrdId", ""), vid if vid.__class__ is str else str(vid), g("instId", ""), st,
+               fnum(g("accFillSz")), fnum(g("avgPx")), px=fnum(g("px")), qty=fnum(g("sz")),
+               side=1 if g("side") == "buy" else -1, ts_ms=int(g("uTime", 0) or g("fillTime", 0) or 0))
     fsz = fnum(d.get("fillSz"))
     if fsz > 0 and d.get("tradeId"):
         u.fill_qty = fsz
