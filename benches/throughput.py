@@ -219,12 +219,18 @@ def tree_rss_mb(pid: int) -> dict[int, float]:
 
 
 def cpu_s(pid: int) -> float:
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        tck = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tck, int(fields[12]) / tck
     except (OSError, IndexError, ValueError):
-        return 0.0
+        return 0.0, 0.0
 
 
 def schedstat(pid: int) -> tuple[float, float]:
@@ -336,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(warm)
             s0, f0, t0 = sim.control.stats(), read_json(flood_path), time.monotonic()
             c0 = {p: cpu_s(p) for p in tree_rss_mb(proc.pid)} | {sim.proc.pid: cpu_s(sim.proc.pid)}
+            u0 = {p: cpu_split(p) for p in c0}
             w0 = {p: schedstat(p) for p in c0}
             peak_total = peak_sim = 0.0
             per_proc: dict[int, float] = {}
@@ -351,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1.1)
             f1 = read_json(flood_path)
             c1 = {p: cpu_s(p) for p in c0}
+            u1 = {p: cpu_split(p) for p in c0}
             w1 = {p: schedstat(p) for p in c0}
         finally:
             if proc.poll() is None:
@@ -388,6 +396,14 @@ def main(argv: list[str] | None = None) -> int:
     names[sim.proc.pid] = "simulator"
     cpu = {names.get(p, f"pid {p}"): round((c1.get(p, 0) - c0[p]) / dt, 2) for p in c0}
     waiting = {names.get(p, f"pid {p}"): round((w1[p][1] - w0[p][1]) / dt, 2) for p in c0}
+    # the strategy process (host + risk + OMS, one thread): CPU per acknowledged request, user / kernel
+    strat = [p for p in c0 if names.get(p) == "strategy"]
+    per_req = None
+    if strat and acked:
+        p = strat[0]
+        per_req = {"total": round((c1[p] - c0[p]) / acked * 1e6, 1),
+                   "user": round((u1[p][0] - u0[p][0]) / acked * 1e6, 1),
+                   "sys": round((u1[p][1] - u0[p][1]) / acked * 1e6, 1)}
     new_acked = f1.get("new_acked", 0) - f0.get("new_acked", 0)
     result.update({
         "orders_per_s": round(acked / dt),
@@ -399,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss_mb_by_process": {names.get(p, f"pid {p}"): round(r, 1) for p, r in per_proc.items()},
         "simulator_rss_mb": round(peak_sim, 1),
         "cpu_per_s_by_process": cpu,
+        "strategy_cpu_us_per_request": per_req,
         "runqueue_wait_per_s_by_process": waiting,
         "flood": f1,
         "oms_summary": {k: (summ.get("orders") or {}).get(k) for k in ("sent", "acked", "rejected", "unknown",
@@ -415,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
           f"  rejected {rejected}  denied by risk/OMS {f1.get('denied', 0)}")
     print(f"  summed RSS (launcher tree, peak) {result['rss_mb_total']} MB; simulator {result['simulator_rss_mb']} MB")
     print("  CPU seconds per second:", ", ".join(f"{k} {v}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
+    if per_req:
+        print(f"  strategy process CPU per acknowledged request: {per_req['total']} us "
+              f"(user {per_req['user']}, kernel {per_req['sys']})")
     print("  runnable but waiting for a CPU, s per s (main thread):",
           ", ".join(f"{k} {v}" for k, v in sorted(waiting.items(), key=lambda kv: -kv[1])))
     print(f"  measured {result['measured_s']} s after {result['startup_s']} s start-up; wall {result['wall_s']} s;"
