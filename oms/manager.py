@@ -194,6 +194,17 @@ class _VenueState:
 class OrderManager:
     """See the module docstring for the contract."""
 
+    # past 30 instance attributes CPython 3.11 gives up the shared-key layout and every attribute
+    # load on the order path becomes a dict lookup; slots keep them fixed offsets (__dict__ stays
+    # for anything a test or a subclass adds)
+    __slots__ = ("_adopt_seq", "_batches", "_bg", "_by_vid", "_ctr", "_housekeeping", "_lat", "_lat_n",
+                 "_open", "_persisted", "_px_cache", "_qty_cache", "_recovery_done", "_replacements",
+                 "_restore_done", "_ring", "_snap_ts", "_starting", "_stopping", "_terminal_q", "_venues",
+                 "_vsym", "_w_order", "cfg", "counters", "deadman_refresh_s", "deadman_timeout_s", "ids",
+                 "instruments", "last_reject_reason", "listeners", "n", "not_accepted_by_reason", "orders",
+                 "position_source", "positions", "reconnect", "recovery_lookback_s", "rejects_by_reason",
+                 "retain_terminal_s", "__dict__")
+
     def __init__(self, cfg: Config, instruments: Instruments, events_ring=None, counters=None, *,
                  deadman_timeout_s: float = 10.0, deadman_refresh_s: float = 2.0, reconnect: bool = True,
                  id_gen: ClOrdIdGen | None = None, retain_terminal_s: float = 60.0,
