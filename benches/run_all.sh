@@ -6,7 +6,7 @@ export DATABASE_URL="${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test}"
 date -u > bench-results/date.txt; cat /proc/loadavg >> bench-results/date.txt
 $PY -m benches.ipc --json benches/results/ipc.json --plot benches/results/ipc.png > bench-results/ipc.txt 2>&1
 $PY -m pytest benches/bench_records.py --benchmark-only -q --benchmark-columns=min,median,mean > bench-results/records.txt 2>&1
-$PY -m benches.tick_to_trade --json benches/results/tick_to_trade.json --plot benches/results/tick_to_trade.png > bench-results/t2t.txt 2>&1
+$PY -m benches.tick_to_trade --floor-idle busy_spin --json benches/results/tick_to_trade.json --plot benches/results/tick_to_trade.png > bench-results/t2t.txt 2>&1
 $PY -m benches.throughput --json benches/results/throughput.json > bench-results/throughput.txt 2>&1
 $PY -m pytest benches/bench_feeds.py --benchmark-only -q --benchmark-group-by=group --benchmark-min-rounds=3000 --benchmark-columns=min,median > bench-results/feeds.txt 2>&1
 $PY -m benches.feed_throughput --frames 200000 --repeat 2 > bench-results/feed_tp.txt 2>&1

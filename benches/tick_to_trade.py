@@ -3,6 +3,8 @@ two baselines in the same run, on the host's monotonic clock.
 
     python -m benches.tick_to_trade [--quick] [--duration S] [--cpus 0,1] [--json FILE] [--plot FILE.png]
                                     [--interval-ms 100] [--load-rate 30000] [--study idle-gc]
+                                    [--layout venue-with-feed|venue-apart] [--idle busy_spin|yielding|backoff]
+                                    [--feed-idle ...] [--floor-idle ...] [--sim-nice N]
 
 The simulator keeps BTC-USDT quiet and moves it by `--jump-bps` every `--interval-ms`; the
 probe gives the send time of each jump's best-bid/offer frame per venue and the arrival time of
@@ -17,6 +19,9 @@ with the same trigger schedule:
 Order-to-ack comes from the events ring the OMS writes (PENDING event -> the venue's answer,
 every op) and the OMS's own send -> ack figure for new orders. Percentiles from HDR histograms.
 `--study idle-gc` instead runs the pipeline once per idle strategy and GC setting.
+The pipeline's strategy process busy-spins by default (`--idle`), as on an isolated core; the
+feed sleeps in epoll (`--feed-idle`); `--floor-idle busy_spin` adds a floor that polls too.
+`T2T_DUMP_STAGES=FILE` appends each phase's raw per-jump stage times (ns, per venue in order).
 Timings are measurements, never pass/fail: a shared machine moves them.
 """
 
@@ -185,7 +190,7 @@ def parse_cpus(text: str | None) -> list[int]:
 LAYOUTS = ("venue-apart", "venue-with-feed")
 
 
-def layout(cpus: list[int], mode: str = "venue-apart") -> dict:
+def layout(cpus: list[int], mode: str = "venue-with-feed") -> dict:
     """Where the simulator, the feed process and the strategy process run.
     venue-apart: with 2 cores the simulator (the venue: on a real host it is across the network)
     gets the first core to itself and the trading system (feed + strategy, the floor, the naive
@@ -573,6 +578,10 @@ def stage_split(st: np.ndarray, per_venue: dict) -> dict:
             parts["feed_to_strategy"].append(h - r)
             parts["decision"].append(d - h)
             parts["send_to_sim"].append(o - d)
+    dump = os.environ.get("T2T_DUMP_STAGES")
+    if dump:
+        with open(dump, "a") as f:
+            f.write(json.dumps({k: [int(x) for x in v] for k, v in parts.items()}) + "\n")
     return {k: ({"p50_us": float(np.percentile(np.array(x) / 1e3, 50)),
                  "p99_us": float(np.percentile(np.array(x) / 1e3, 99)), "count": len(x)} if x else {})
             for k, x in parts.items()}
@@ -641,12 +650,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="short phases (whole run under 45 s)")
     ap.add_argument("--duration", type=float, default=None, help="seconds measured per phase (default 10, quick 1.5)")
     ap.add_argument("--cpus", default="", help="cores: feeds on the first, strategy/baselines on the last")
-    ap.add_argument("--layout", choices=LAYOUTS, default="venue-apart",
-                    help="2 cores: the simulator alone on the first (default) or sharing the feed's core")
-    ap.add_argument("--idle", choices=["backoff", "busy_spin", "yielding"], default="backoff",
+    ap.add_argument("--layout", choices=LAYOUTS, default="venue-with-feed",
+                    help="2 cores: the simulator shares the feed's core (default) or has the first core alone "
+                         "(then feed and strategy share the last)")
+    ap.add_argument("--idle", choices=["backoff", "busy_spin", "yielding"], default="busy_spin",
                     help="the strategy process's idle strategy ([system] idle_strategy) in the pipeline phases")
     ap.add_argument("--feed-idle", choices=["backoff", "busy_spin", "yielding"], default="backoff",
                     help="the feed process's ([system] feed_idle_strategy) in the pipeline phases")
+    ap.add_argument("--sim-nice", type=int, default=0,
+                    help="nice value for the simulator (a venue across the network takes no CPU from the system: "
+                         "with a positive value it does not preempt a feed sharing its core)")
     ap.add_argument("--floor-idle", choices=["backoff", "busy_spin", "yielding"], default=None,
                     help="also run the floor polling its sockets this way (a second floor phase)")
     ap.add_argument("--json", default=None, help="write the results here")
@@ -691,6 +704,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "duration_s": args.duration, "load_rate": args.load_rate,
                                   "symbols": SYMBOLS, "trigger_symbol": TRIGGER_SYMBOL,
                                   "idle_strategy": args.idle, "feed_idle_strategy": args.feed_idle,
+                                  "sim_nice": args.sim_nice,
                                   "layout": {k: (sorted(v) if isinstance(v, set) else v) for k, v in lay.items()}}}
     rows: list[tuple[str, dict]] = []
     t_start = time.monotonic()
@@ -698,6 +712,8 @@ def main(argv: list[str] | None = None) -> int:
         with run_sim(symbols=SYMBOLS, seed=1, rate=args.base_rate, okx_books="legacy") as sim:
             try:
                 os.sched_setaffinity(sim.proc.pid, lay["sim"])
+                if args.sim_nice:
+                    os.setpriority(os.PRIO_PROCESS, sim.proc.pid, args.sim_nice)
             except OSError:
                 pass
             urls_path = os.path.join(work, "sim-urls.json")
