@@ -422,6 +422,22 @@ def test_terminal_orders_are_purged_after_retention_and_index_by_venue_id():
     assert om.order("p1") is None and om._by_venue_id(Exchange.BINANCE, "77") is None
 
 
+def test_terminal_orders_beyond_the_cap_are_purged_oldest_first():
+    om, gw = _manager()
+    om.max_terminal_orders = 2
+    for i in range(4):
+        _order(om, f"c{i}")
+        om.on_update(gw, Update(U_ACK, cl_ord_id=f"c{i}", venue_ord_id=f"9{i}", state=S.NEW))
+        om.on_update(gw, Update(U_ORDER, cl_ord_id=f"c{i}", state=S.CANCELED))
+    _order(om, "live")
+    om.on_update(gw, Update(U_ACK, cl_ord_id="live", venue_ord_id="99", state=S.NEW))
+    import time as _t
+
+    assert om._purge_terminal(_t.monotonic_ns()) == 2  # young, but over the cap
+    assert [om.order(f"c{i}") is None for i in range(4)] == [True, True, False, False]
+    assert om.order("live") is not None  # open orders are never purged
+
+
 def test_send_failure_makes_the_order_unknown():
     om, gw = _manager()
     from strategy.orders import OrderRequest, Symbol
