@@ -115,6 +115,33 @@ def _feed_entry(kind, queues, venues, cfg_path, prefix, cpu, symbols, urls, gc_m
         sys.exit(run_feed(queues, venues, cfg_path, prefix, cpu, symbols, urls))
     from feeds.handler import run_feed_process
 
+    probe = os.environ.get("T2T_FEED_PROBE")
+    if probe:  # diagnosis: (header, recv ns, ns after the ring write) of every quote the feed writes
+        import atexit
+
+        import feeds.base as fb
+
+        rows = array.array("q")
+        orig = fb.ring_sink
+
+        def probed_sink(ring):
+            sink = orig(ring)
+            qh = sink.quote_h
+
+            def quote_h(h, exch_ns, recv_ns, seq, f0, f1, f2, f3):
+                r = qh(h, exch_ns, recv_ns, seq, f0, f1, f2, f3)
+                rows.extend((h, recv_ns, time.monotonic_ns()))
+                return r
+
+            sink.quote_h = quote_h
+            return sink
+
+        fb.ring_sink = probed_sink
+        import feeds.handler as fh
+
+        fh.ring_sink = probed_sink
+        atexit.register(lambda: open(probe, "wb").write(rows.tobytes()))
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     sys.exit(run_feed_process(venues, cfg_path, prefix, cpu, symbols, urls))
 
 

@@ -63,6 +63,7 @@ LAT_SAMPLES = 1 << 16
 _LAT_MASK = LAT_SAMPLES - 1
 _INF = math.inf
 MAX_STRATEGY_ERRORS = 20  # a strategy that keeps raising is halted (kill switch)
+POLL_CORK_RECORDS = 4  # records of one ring whose orders may wait for the end of the poll
 
 
 class AsyncIdle:
@@ -202,7 +203,7 @@ class StrategyHost:
                  "batch_mode", "books", "l2_capacity", "md", "ctx", "_events", "timer_ns", "_next_timer",
                  "_stop_reason", "_kill_task", "started", "cancel_orphans", "records", "malformed", "orders_sent",
                  "denied", "oms_refused", "events", "strategy_errors", "batches", "last_kill_ms", "lat", "lat_n",
-                 "_t0", "_ctr", "status_writer", "_cork_depth", "_can_cork", "_waker", "__dict__")
+                 "_t0", "_ctr", "status_writer", "_cork_depth", "_can_cork", "_waker", "_poll_corked", "__dict__")
 
     def __init__(self, cfg: Config, instruments: Instruments, strategy: Strategy, oms, md_rings: list,
                  rms: RiskEngine | None = None, state: MarketState | None = None, counters=None,
@@ -263,6 +264,7 @@ class StrategyHost:
         self._ctr = {}
         self.status_writer: Any = None  # strategy.status.StatusWriter, set by run_strategy_process
         self._cork_depth = 0
+        self._poll_corked = False  # a poll found records: its orders leave together at its end
         self._can_cork = hasattr(oms, "cork") and hasattr(oms, "uncork")
         self._waker: RingWaker | None = None  # the idle strategy's, while the loop runs
         if counters is not None:
@@ -286,24 +288,33 @@ class StrategyHost:
 
     # ---- the hot path ------------------------------------------------------------
     def poll_once(self) -> int:
-        """Drain order events, then up to `poll_limit` records per ring. Returns work done."""
+        """Drain order events, then up to `poll_limit` records per ring. Returns work done.
+        The orders decided on the first few records of every ring leave together when the poll
+        ends (the OMS is corked from the first record found): a jump that reaches several venues
+        at once is decided on all of them before the first order's socket write, which on a VM
+        can take hundreds of µs. Past POLL_CORK_RECORDS records of one ring the orders go at once."""
         work = 0
         if self._events:
             work += self._drain_events()
-        for ring in self.rings:
-            n = self._poll_ring(ring)
-            if n:
-                work += n
-                self.records += n
-                self.batches += 1
-                self._t0 = self.clock()
-                try:
-                    reqs = self.strategy.on_end_of_batch()
-                except Exception:
-                    self._strategy_error("on_end_of_batch")
-                    reqs = None
-                if reqs:
-                    self.dispatch(reqs, self._t0)
+        try:
+            for ring in self.rings:
+                n = self._poll_ring(ring)
+                if n:
+                    work += n
+                    self.records += n
+                    self.batches += 1
+                    self._t0 = self.clock()
+                    try:
+                        reqs = self.strategy.on_end_of_batch()
+                    except Exception:
+                        self._strategy_error("on_end_of_batch")
+                        reqs = None
+                    if reqs:
+                        self.dispatch(reqs, self._t0)
+        finally:
+            if self._poll_corked:
+                self._poll_corked = False
+                self._uncork()
         return work
 
     def _poll_ring(self, ring) -> int:
@@ -312,6 +323,9 @@ class StrategyHost:
         off = ring.poll()
         if off < 0:
             return 0
+        if self._can_cork and not self._poll_corked:
+            self._poll_corked = True
+            self._cork()
         clock = self.clock
         handle = self._handle
         lossless = ring.mode == 1
@@ -326,6 +340,9 @@ class StrategyHost:
                 t = _UNPACK(ring.copy_buffer, off)
             n += 1
             handle(t, now)
+            if n == POLL_CORK_RECORDS and self._poll_corked:  # a burst: send what is decided
+                self._poll_corked = False
+                self._uncork()
             if n >= self.poll_limit:
                 return n
             if not lossless and ring.tail_position - ring.head_position >= self.bulk_min:
@@ -333,6 +350,9 @@ class StrategyHost:
             off = ring.poll()
             if off < 0:
                 return n
+        if self._poll_corked:  # many records waiting: no holding back behind a batch
+            self._poll_corked = False
+            self._uncork()
         for _ in range(64):  # bounded even if a lapping producer leaves only lost records
             avail = ring.tail_position - ring.head_position
             if avail <= 0 or n >= self.poll_limit:

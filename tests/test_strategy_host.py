@@ -197,6 +197,47 @@ def test_requests_pass_risk_then_reach_the_oms(rings):
     assert len(oms.orders) == 1
 
 
+class CorkingOMS(FakeOMS):
+    """A FakeOMS that logs cork / submit / uncork in order (a real OMS holds socket writes
+    between cork and uncork)."""
+
+    def __init__(self):
+        super().__init__()
+        self.log = []
+
+    def cork(self):
+        self.log.append("cork")
+
+    def uncork(self):
+        self.log.append("uncork")
+
+    def submit(self, req):
+        self.log.append("submit")
+        return super().submit(req)
+
+
+def test_orders_decided_on_several_venues_in_one_poll_leave_together(rings):
+    """A jump reaching two venues: both decisions are made before either order is written."""
+    from strategy.host import POLL_CORK_RECORDS
+
+    s = Recorder(order_on_quote=True)
+    oms = CorkingOMS()
+    host, md, _ = make_host(rings, s, oms=oms)
+    write_quote(md[B], B, 1, 60000.0, 60001.0)
+    write_quote(md[OX], OX, 1, 60000.0, 60001.0)
+    host.poll_once()
+    assert oms.log == ["cork", "submit", "submit", "uncork"]
+    assert len(oms.orders) == 2
+    oms.log.clear()
+    assert host.poll_once() == 0 and oms.log == []  # nothing found: no cork at all
+    # a burst on one ring: past POLL_CORK_RECORDS records the decided orders go out at once
+    for i in range(POLL_CORK_RECORDS + 2):
+        write_quote(md[B], B, 1, 60000.0 + i, 60001.0 + i)
+    host.poll_once()
+    assert oms.log[:POLL_CORK_RECORDS + 2] == ["cork"] + ["submit"] * POLL_CORK_RECORDS + ["uncork"]
+    assert oms.log.count("cork") == oms.log.count("uncork") == 1
+
+
 def test_oms_refusal_reaches_the_strategy(rings):
     s = Recorder(order_on_quote=True)
     host, md, oms = make_host(rings, s)
