@@ -115,8 +115,12 @@ def _packed(write_h):
 # JSON array (letters become 1s, quotes spaces, objects arrays) that orjson decodes with the
 # numbers converted in C. Each key or symbol string then reads back as a run of 1s of its length
 # exactly when no digit was slipped into it, and a digit slipped in beside a value turns into
-# invalid JSON (two numbers apart by a space): anything else falls back to the ordinary decode.
+# invalid JSON (two numbers apart by a space). A quoted value without a dot ("0", OKX's "1") can
+# lose all its digits to a neighbour ("A":""0 has the skeleton of "A":"0" and reads as 0), which
+# leaves an empty string behind: a frame containing `""` (EMPTY_STR) never takes the fast path.
+# Anything else falls back to the ordinary decode.
 DIGITS = b"0123456789"
+EMPTY_STR = b'""'
 _tbl = bytearray(range(256))
 for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-":
     _tbl[_c] = 0x31  # "1"

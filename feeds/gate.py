@@ -22,6 +22,7 @@ from feeds.base import (
     CTRL_ROTATE,
     DECODE_ERRORS,
     DIGITS,
+    EMPTY_STR,
     FAST_ERRORS,
     LIVE,
     TO_ARRAY,
@@ -109,7 +110,7 @@ class GateFeed(VenueFeed):
             if frame.__class__ is not bytes:
                 frame = bytes(frame)
             e = self._quote_layouts.get(frame.translate(None, DIGITS))
-            if e is not None and BOOK_TICKER_CHANNEL in frame:
+            if e is not None and BOOK_TICKER_CHANNEL in frame and EMPTY_STR not in frame:
                 try:
                     (k0, _, k1, _, k2, _, k3, ev, k4, (k5, t, k6, u, k7, s, k8, b, k9, B, k10, a, k11, A)
                      ) = loads(frame.translate(TO_ARRAY))

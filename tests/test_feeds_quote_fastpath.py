@@ -149,6 +149,33 @@ TRICKY = {
 }
 
 
+# a dot-less quoted value whose digits hop out of its quotes keeps the skeleton ("0" -> ""0):
+# (a valid frame that teaches the feed that layout, the same frame with one value emptied)
+EMPTIED = {
+    "binance": [(b'{"u":1000000,"s":"BTCUSDT","b":"0","B":"0.0000","a":"1000","A":"0"}',
+                 b'{"u":1000000,"s":"BTCUSDT","b":"0","B":"0.0000","a":"1000","A":""0}')],
+    "okx": [(b'{"arg":{"channel":"bbo-tbt","instId":"BTC-USDT"},"data":[{"asks":[["1.4","2","0","1"]],'
+             b'"bids":[["1.4","2","0","1"]],"ts":"1670324386802","seqId":3}]}',
+             b'{"arg":{"channel":"bbo-tbt","instId":"BTC-USDT"},"data":[{"asks":[["1.4","2",""0,"1"]],'
+             b'"bids":[["1.4","2","0","1"]],"ts":"1670324386802","seqId":3}]}')],
+    "gate": [(b'{"time":1606293275,"time_ms":1606293275723,"channel":"spot.book_ticker","event":"update",'
+              b'"result":{"t":1606293275123,"u":48733182,"s":"BTC_USDT","b":"1","B":"2.5","a":"3.5","A":"4.5"}}',
+              b'{"time":1606293275,"time_ms":1606293275723,"channel":"spot.book_ticker","event":"update",'
+              b'"result":{"t":1606293275123,"u":48733182,"s":"BTC_USDT","b":""1,"B":"2.5","a":"3.5","A":"4.5"}}')],
+}
+
+
+@pytest.mark.parametrize("venue", list(FEEDS))
+def test_a_quoted_value_emptied_of_its_digits_is_refused_as_the_ordinary_path_refuses_it(venue):
+    f, c = learned_feed(venue)
+    for teacher, raw in EMPTIED[venue]:
+        assert outcome(f, teacher, c) != "FrameError"  # a valid frame: its layout is learned
+        c.fast = 0
+        assert outcome(f, teacher, c) != "FrameError" and c.fast == 1  # and now taken fast
+        assert outcome(f, raw, c) == "FrameError", raw
+        assert outcome(f, raw, c) == outcome(f, b" " + raw, c), raw
+
+
 @pytest.mark.parametrize("venue", list(FEEDS))
 def test_tricky_frames_decode_as_the_ordinary_path(venue):
     f, c = learned_feed(venue)
