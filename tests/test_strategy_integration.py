@@ -191,8 +191,12 @@ async def _scenario(sim, rings):
         await _poll(lambda: oms.open_orders(Exchange.GATE), 30, "gate quotes back after the stall")
         # a resyncing book: a sequence gap on Binance depth; its quotes are pulled at once
         pulls_before = sum(1 for x in mm.pull_log if x[0] == 1)
+        mm.resync_seen.discard(1)  # the start-up sync counts as one: wait for this fault's
         await _call(ctl.fault, "binance", "skip_seq")
-        await _poll(lambda: 1 in mm.resync_seen, 20, "a Binance book resync")
+        await _poll(lambda: 1 in mm.resync_seen, 20, "a Binance book resync", interval_s=0.005)
+        # hold the resync open for less than stale_md_ms (no diffs, no sync): quotes that were in
+        # flight when it began are acked meanwhile and must be pulled too, not only the resting ones
+        await _call(ctl.fault, "binance", "stall", duration_s=0.8)
         await _poll(lambda: sum(1 for x in mm.pull_log if x[0] == 1) > pulls_before, 10,
                     "Binance quotes pulled on the resync")
         await _poll(lambda: oms.open_orders(Exchange.BINANCE), 30, "Binance quotes back after the resync")
