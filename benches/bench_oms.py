@@ -128,6 +128,12 @@ def _manager(venue: Exchange):
     ins = Instruments(["BTC-USDT"])
     ins.add(venue, "BTC-USDT", tick_size=0.01, lot_size=0.00001)
     om = mgr.OrderManager(CFG, ins)
+    _attach_gateway(om, venue, ins)
+    return om
+
+
+def _attach_gateway(om, venue: Exchange, ins: Instruments):
+    """A gateway for `venue` that is connected, authenticated and ready, writing to nowhere."""
     gw: Any = mgr.gateway_class(venue)(CFG.venue(venue.key), ins, om, ["BTC-USDT"])
     if venue == Exchange.OKX:
         gw.codes["BTC-USDT"] = 10001
@@ -136,7 +142,7 @@ def _manager(venue: Exchange):
     st = mgr._VenueState(gw, TokenBucket(1e12, 1e12), TokenBucket(1e12, 1e12))
     st.ready = True
     om._venues[venue] = st
-    return om
+    return gw
 
 
 @pytest.mark.benchmark(group="submit() hot path")
@@ -255,14 +261,7 @@ def _cycle_setup(venue: Exchange, cycles: int, ring_name: str):
     ring.claim_consumer()
     ids = ClOrdIdGen(epoch_ms=1_795_759_607_000, salt=7)
     om = mgr.OrderManager(CFG, ins, events_ring=ring, id_gen=ids)
-    gw: Any = mgr.gateway_class(venue)(CFG.venue(venue.key), ins, om, ["BTC-USDT"])
-    if venue == Exchange.OKX:
-        gw.codes["BTC-USDT"] = 10001
-    gw.transport = _NullTransport()
-    gw.connected = gw.authenticated = True
-    st = mgr._VenueState(gw, TokenBucket(1e12, 1e12), TokenBucket(1e12, 1e12))
-    st.ready = True
-    om._venues[venue] = st
+    gw = _attach_gateway(om, venue, ins)
     queue: deque = deque()
     om.add_listener(queue.append)
     om.add_listener(OrderCounts().on_event)

@@ -500,16 +500,9 @@ class GateApp(VenueApp):
                              f'"req_param":{orjson.dumps(rp).decode()},"api_key":"","timestamp":"","signature":""}}}}}}')
         key = sess.api_key
         try:
-            if channel == "spot.order_place":
-                o = self.place(key, rp)
-                self.stats["orders_acked"] += 1
-                self.reply(sess, f'{{"request_id":{rid},"ack":false,'
-                                 f'"header":{self._ws_header_json(sess, channel, in_ns)},'
-                                 f'"data":{{"result":{self.order_view_json(o)}}}}}')
-                self.dispatch_events()
-                return
-            elif channel == "spot.order_cancel" or channel == "spot.order_amend":
-                o = self.cancel(key, rp) if channel == "spot.order_cancel" else self.amend(key, rp)
+            if channel == "spot.order_place" or channel == "spot.order_cancel" or channel == "spot.order_amend":
+                o = (self.place(key, rp) if channel == "spot.order_place" else
+                     self.cancel(key, rp) if channel == "spot.order_cancel" else self.amend(key, rp))
                 self.stats["orders_acked"] += 1
                 self.reply(sess, f'{{"request_id":{rid},"ack":false,'
                                  f'"header":{self._ws_header_json(sess, channel, in_ns)},'
