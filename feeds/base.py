@@ -219,22 +219,33 @@ def split_levels(frame: bytes, tail: int) -> tuple[bytes, list, list] | None:
     head, sep, rest = frame.partition(b',"b":')
     if not sep:
         return None
-    s = rest.translate(None, b'"')
+    sides = numeric_sides(rest, b",a:", tail)
+    if sides is None:
+        return None
+    return head, sides[0], sides[1]
+
+
+def numeric_sides(raw: bytes, key: bytes, tail: int = 0) -> tuple[list, list] | None:
+    """`raw` is `<levels>,"<key>":<levels>` plus `tail` bytes without quotes; `key` is given as
+    it reads with the quotes deleted (b",a:"). Both level lists with every price and size a
+    number (orjson converts them once the quotes are gone), or None when anything but string
+    entries was there: the quotes removed must be exactly two per entry plus the key's two."""
+    s = raw.translate(None, b'"')
     if b"-" in s or b"u" in s or b"l" in s:
         return None  # "-0" parses as int 0 (not -0.0); "true"/"false"/"null" would become literals
-    b, sep, a = s.partition(b",a:")
+    x, sep, y = s.partition(key)
     if not sep:
         return None
     try:
-        bids = loads(b)
-        asks = loads(a[:-tail])
-        if bids.__class__ is not list or asks.__class__ is not list:
+        first = loads(x)
+        second = loads(y[:-tail] if tail else y)
+        if first.__class__ is not list or second.__class__ is not list:
             return None
-        if (sum(map(len, bids)) + sum(map(len, asks))) * 2 + 2 != len(rest) - len(s):
+        if (sum(map(len, first)) + sum(map(len, second))) * 2 + 2 != len(raw) - len(s):
             return None
     except DECODE_ERRORS:
         return None
-    return head, bids, asks
+    return first, second
 
 
 def _float_pair(lv) -> tuple[float, float]:

@@ -28,6 +28,7 @@ from feeds.base import (
     VenueFeed,
     float_levels,
     loads,
+    numeric_sides,
 )
 from feeds.errors import FrameError
 from ringbuf.records import KIND_QUOTE, KIND_TRADE
@@ -99,20 +100,11 @@ def split_books(frame: bytes) -> tuple[dict, list, list, dict] | None:
     lv, sep, tail = rest.rpartition(b'],"ts":')
     if not sep:
         return None
-    lv += b"]"
-    s = lv.translate(None, b'"')
-    if b"-" in s or b"u" in s or b"l" in s:
-        return None  # "-0" parses as int 0 (not -0.0); "true"/"false"/"null" would become literals
-    a, sep, b = s.partition(b",bids:")
-    if not sep:
+    sides = numeric_sides(lv + b"]", b",bids:")
+    if sides is None:
         return None
+    asks, bids = sides
     try:
-        asks = loads(a)
-        bids = loads(b)
-        if bids.__class__ is not list or asks.__class__ is not list:
-            return None
-        if (sum(map(len, bids)) + sum(map(len, asks))) * 2 + 2 != len(lv) - len(s):
-            return None
         d = loads(b'{"ts":' + tail[:-2])
         o = loads(head + b"}")
     except DECODE_ERRORS:
