@@ -700,11 +700,12 @@ def _venue_urls(venue: str, cfg, urls: dict | None) -> tuple[str, str]:
 def build_runners(venues: list[str], config_path: str | None, prefix: str, symbols: list[str],
                   urls: dict | None = None, stale_after_s: float | None = None,
                   rotate_after_s: float | None = None, ring_capacity: int = 1 << 16,
-                  single_connection: bool = False) -> list[VenueRunner]:
-    try:
-        cfg = load_config(config_path)
-    except ConfigError as e:
-        raise FeedError(str(e)) from None
+                  single_connection: bool = False, cfg=None) -> list[VenueRunner]:
+    if cfg is None:
+        try:
+            cfg = load_config(config_path)
+        except ConfigError as e:
+            raise FeedError(str(e)) from None
     if not venues:
         raise FeedError("no venue given: use --venue binance|okx|gate (repeatable)")
     for v in venues:
@@ -783,12 +784,12 @@ def run_feed_process(venues: list[str], config_path: str | None, prefix: str, cp
                 os.sched_setaffinity(0, {cpu})
             except (OSError, ValueError) as e:
                 raise FeedError(f"cannot pin the feed process to cpu {cpu}: {e}") from None
+        try:
+            cfg = load_config(config_path)
+        except ConfigError as e:
+            raise FeedError(str(e)) from None
         runners = build_runners(venues, config_path, prefix, symbols, urls, stale_after_s, rotate_after_s,
-                                ring_capacity, single_connection)
-        loop_idle = load_config(config_path).system.feed_idle_strategy
-    except ConfigError as e:
-        print(f"feeds: {e}", file=sys.stderr)
-        return 2
+                                ring_capacity, single_connection, cfg=cfg)
     except FeedError as e:
         print(f"feeds: {e}", file=sys.stderr)
         return 2
@@ -802,7 +803,7 @@ def run_feed_process(venues: list[str], config_path: str | None, prefix: str, cp
     gc.freeze()  # start-up objects never move again; per-message garbage is acyclic
     gc.set_threshold(50_000, 50, 100)
     try:
-        asyncio.run(run_runners(runners, stop_event, loop_idle))
+        asyncio.run(run_runners(runners, stop_event, cfg.system.feed_idle_strategy))
     finally:
         for r in runners:
             r.close()
