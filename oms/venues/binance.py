@@ -315,18 +315,16 @@ class BinanceGateway(Gateway):
         return [venue_order(o) for o in body]
 
     async def query_order(self, wire_id: str, vsym: str) -> VenueOrder | None:
-        try:
-            o = await self._get("/api/v3/order", {"symbol": vsym, "origClientOrderId": wire_id}, signed=True)
-        except GatewayError as e:
-            if "-2013" in str(e) or "-2011" in str(e):
-                return None
-            raise
-        return venue_order(o)
+        return await self._query_order({"symbol": vsym, "origClientOrderId": wire_id})
 
     async def query_order_by_id(self, venue_ord_id: str, vsym: str) -> VenueOrder | None:
         """The order by Binance's orderId (recovered fills carry no client id)."""
+        return await self._query_order({"symbol": vsym, "orderId": venue_ord_id})
+
+    async def _query_order(self, params: dict) -> VenueOrder | None:
+        """GET /api/v3/order; None when Binance says the order does not exist (-2013 / -2011)."""
         try:
-            o = await self._get("/api/v3/order", {"symbol": vsym, "orderId": venue_ord_id}, signed=True)
+            o = await self._get("/api/v3/order", params, signed=True)
         except GatewayError as e:
             if "-2013" in str(e) or "-2011" in str(e):
                 return None

@@ -240,17 +240,15 @@ class OkxGateway(Gateway):
         return [venue_order(o) for o in data]
 
     async def query_order(self, wire_id: str, vsym: str) -> VenueOrder | None:
-        try:
-            data = await self._call("GET", f"/api/v5/trade/order?instId={vsym}&clOrdId={wire_id}")
-        except GatewayError as e:
-            if "51603" in str(e):
-                return None
-            raise
-        return venue_order(data[0]) if data else None
+        return await self._query_order(f"instId={vsym}&clOrdId={wire_id}")
 
     async def query_order_by_id(self, venue_ord_id: str, vsym: str) -> VenueOrder | None:
+        return await self._query_order(f"instId={vsym}&ordId={venue_ord_id}")
+
+    async def _query_order(self, query: str) -> VenueOrder | None:
+        """GET trade/order; None when OKX says the order does not exist (51603)."""
         try:
-            data = await self._call("GET", f"/api/v5/trade/order?instId={vsym}&ordId={venue_ord_id}")
+            data = await self._call("GET", f"/api/v5/trade/order?{query}")
         except GatewayError as e:
             if "51603" in str(e):
                 return None
