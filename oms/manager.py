@@ -22,8 +22,10 @@ Contract (the strategy host and run.py code against exactly this):
                                      # price: the replacement's new id; CANCEL_ALL: "*"), or "" when
                                      # not accepted; then `om.last_reject_reason` says why
                                      # ("okx: reconciling", "binance: rate limited", ...).
-    cls = om.submit_many(reqs)       # extra: OKX new orders in batch-orders requests of up to 20,
-                                     # the rest one by one; ids in order ("" = not accepted)
+    cls = om.submit_many(reqs)       # extra: corked, one socket write per venue; OKX new orders and
+                                     # cancels in batch requests of up to 20; ids in order ("" = not
+                                     # accepted). Any corked burst (a requote, answers to a read's
+                                     # acks) is coalesced the same way.
     order = await om.place_order(req, timeout=5.0)   # manual orders: submit, then await the first
                                      # venue answer (ack / reject); UNKNOWN on timeout (reconciled)
     await om.cancel_all(venue=None)  # per venue or all; returns when the venue lists none open
@@ -68,6 +70,8 @@ from oms.positions import PositionBook
 from oms.ratelimit import VENUE_LIMITS, TokenBucket
 from oms.state import LEGAL_M, PENDING_M, TERMINAL_M, EventKind, Order, OrderEvent, Reason
 from oms.venues.base import (
+    B_CANCEL,
+    B_NEW,
     U_ACK,
     U_AMEND_ACK,
     U_AMEND_REJECT,
@@ -197,7 +201,7 @@ class OrderManager:
     # past 30 instance attributes CPython 3.11 gives up the shared-key layout and every attribute
     # load on the order path becomes a dict lookup; slots keep them fixed offsets (__dict__ stays
     # for anything a test or a subclass adds)
-    __slots__ = ("_adopt_seq", "_batches", "_bg", "_by_vid", "_ctr", "_housekeeping", "_lat", "_lat_n",
+    __slots__ = ("_adopt_seq", "_bg", "_by_vid", "_ctr", "_housekeeping", "_lat", "_lat_n",
                  "_open", "_persisted", "_px_cache", "_qty_cache", "_recovery_done", "_replacements",
                  "_restore_done", "_ring", "_snap_ts", "_starting", "_stopping", "_terminal_q", "_venues",
                  "_vsym", "_w_order", "cfg", "counters", "deadman_refresh_s", "deadman_timeout_s", "ids",
@@ -231,7 +235,6 @@ class OrderManager:
         self._qty_cache: dict[tuple, tuple] = {}
         self._replacements: dict[str, str] = {}  # Binance cancelReplace: old id -> new id
         self._by_vid: dict[tuple[int, str], Order] = {}
-        self._batches: dict[str, list[str]] = {}  # OKX batch-orders request id -> its client ids
         self._terminal_q: deque[tuple[int, str]] = deque()
         self.retain_terminal_s = retain_terminal_s
         self.max_terminal_orders = max_terminal_orders
@@ -418,7 +421,7 @@ class OrderManager:
             gw = getattr(st, "gw", None)
             if gw is not None:
                 gw._corked = False
-                if gw._outbox:
+                if gw._outbox or gw._run:
                     gw.flush()
 
     def venue_ready(self, venue: Exchange) -> bool:
@@ -489,72 +492,20 @@ class OrderManager:
         return self._refuse(req.venue, f"unknown request kind {k!r}", Reason.BAD_REQUEST)
 
     def submit_many(self, reqs: list[OrderRequest]) -> list[str]:
-        """Several requests at once. New orders for OKX go in `batch-orders` requests of up to 20
-        (one message, one venue round trip); everything else is `submit()` one by one. Returns the
-        client order ids in order ("" where a request was not accepted)."""
-        out = [""] * len(reqs)
-        batch: list[tuple[int, Order, tuple]] = []
-        for i, req in enumerate(reqs):
-            if req.kind == RequestKind.NEW and req.venue == Exchange.OKX:
-                item = self._prepare_new(req)
-                if item is not None:
-                    batch.append((i, *item))
-            else:
-                out[i] = self.submit(req)
-        st = self._venues.get(Exchange.OKX)
-        if st is None:
-            return out
-        for k in range(0, len(batch), 20):
-            chunk = batch[k:k + 20]
-            gw = st.gw
-            data = gw.encode_batch_new([wire for _, _, wire in chunk])
-            now = time.perf_counter_ns()
-            for i, o, _ in chunk:
-                o.sent_ns = now
-                self.orders[o.cl_ord_id] = o
-                out[i] = o.cl_ord_id
-            rid = "b" + chunk[0][1].cl_ord_id
-            self._batches[rid] = [o.cl_ord_id for _, o, _ in chunk]
-            if len(self._batches) > 4096:  # answered batches: keep the map small
-                for old_rid in list(self._batches)[:2048]:
-                    del self._batches[old_rid]
-            sent = gw.send(data)
-            for _, o, _ in chunk:
-                self.n["sent"] += 1
-                self._record(o, EventKind.PENDING)
-                if not sent:
-                    self._set_state(o, S.UNKNOWN, EventKind.UNKNOWN, Reason.TRANSPORT)
-        return out
-
-    def _prepare_new(self, req: OrderRequest) -> tuple[Order, tuple] | None:
-        """The checks and the Order of `_submit_new`, without sending (for batches)."""
-        venue = req.venue
-        st = self._accepting(venue)
-        if st is None or venue is None:
-            return None
-        iid = self._instr(req)
-        spec = self.instruments.spec(venue, iid)
-        if spec is None or req.ord_type != OrderType.LIMIT:
-            self._refuse(venue, f"cannot batch {req!r}", Reason.BAD_REQUEST)
-            return None
-        px = spec.round_px(req.px, req.side)
-        qty = spec.round_qty(req.qty)
-        if qty <= 0 or qty < spec.min_qty - _EPS or px <= 0 or \
-                (spec.min_notional and px * qty < spec.min_notional - _EPS):
-            self._refuse(venue, f"{req!r} is below the instrument's tick/lot/notional rules", Reason.INVALID_TICK_LOT)
-            return None
-        cl = req.cl_ord_id
-        if cl and (cl in self.orders or not valid_client_id(venue, to_wire(venue, cl))):
-            self._refuse(venue, f"client order id {cl!r} is invalid or already used", Reason.DUPLICATE_ID)
-            return None
-        if not st.order_bucket.try_acquire(time.monotonic_ns()):
-            self._refuse(venue, "rate limited (client-side bucket)", Reason.RATE_LIMIT)
-            return None
-        if not cl:
-            cl = req.cl_ord_id = self.ids.next()
-        o = Order(cl, venue, iid, spec.symbol, req.side, px, qty, req.tif, req.ord_type, req.strategy_id,
-                  time.perf_counter_ns())
-        return o, (cl, self._venue_sym(venue, iid), int(req.side), spec.fmt_px(px), spec.fmt_qty(qty), req.tif)
+        """Several requests at once, corked: they leave in one socket write per venue, and on
+        venues with batch requests (OKX) consecutive new orders, and consecutive cancels, go as
+        batch requests of up to 20 (one message, one venue round trip each). Returns the client
+        order ids in order ("" where a request was not accepted)."""
+        opened = [st.gw for st in self._venues.values() if not st.gw._corked]  # a caller's cork stays
+        for gw in opened:
+            gw._corked = True
+        try:
+            return [self.submit(r) for r in reqs]
+        finally:
+            for gw in opened:
+                gw._corked = False
+                if gw._outbox or gw._run:
+                    gw.flush()
 
     def _instr(self, req: OrderRequest) -> int:
         if req.instr_id:
@@ -608,9 +559,13 @@ class OrderManager:
         o = Order(cl, venue, iid, spec.symbol, side, px, qty, tif, req.ord_type, req.strategy_id, _perf_ns())
         _dict_set(self.orders, cl, o)
         self._open[cl] = o
-        data = gw.encode_new(cl, self._venue_sym(venue, iid), side, px_s, qty_s, tif, gw.now_ms())
-        o.sent_ns = _perf_ns()
-        sent = gw.send(data)
+        if gw._corked and gw.batch_max:  # leaves with the other orders of this burst, in a batch request
+            o.sent_ns = _perf_ns()
+            sent = gw.queue(B_NEW, (cl, self._venue_sym(venue, iid), side, px_s, qty_s, tif))
+        else:
+            data = gw.encode_new(cl, self._venue_sym(venue, iid), side, px_s, qty_s, tif, gw.now_ms())
+            o.sent_ns = _perf_ns()
+            sent = gw.send(data)
         self.n["sent"] += 1
         self._record(o, _K_PENDING)
         if not sent:  # the socket failed under us: the venue may or may not have it
@@ -657,10 +612,12 @@ class OrderManager:
         if not st.cancel_bucket.try_acquire(_mono_ns()):
             return self._refuse(v, "rate limited (cancel bucket)", Reason.RATE_LIMIT)
         gw = st.gw
-        data = gw.encode_cancel(cl, self._venue_sym(v, o.instr_id), o.venue_ord_id, gw.now_ms())
+        if gw._corked and gw.batch_max:
+            gw.queue(B_CANCEL, (cl, self._venue_sym(v, o.instr_id)))
+        else:
+            gw.send(gw.encode_cancel(cl, self._venue_sym(v, o.instr_id), o.venue_ord_id, gw.now_ms()))
         if o.state != S.PENDING_CANCEL:
             self._set_state(o, S.PENDING_CANCEL, _K_PENDING)
-        gw.send(data)
         self.n["cancels_sent"] += 1
         return cl
 
@@ -721,7 +678,7 @@ class OrderManager:
         if v == Exchange.OKX:
             items = [(o.cl_ord_id, self._venue_sym(v, o.instr_id)) for o in mine if o.state != S.PENDING_NEW]
             for i in range(0, len(items), 20):
-                gw.send(gw.encode_batch_cancel(items[i:i + 20]))
+                gw.send(gw.encode_batch_cancel(items[i:i + 20])[1])
         else:
             for vsym in {self._venue_sym(v, self.instruments.id_for(s)) for s in gw.symbols}:
                 gw.send(gw.encode_cancel_all(vsym, gw.now_ms()))
@@ -938,13 +895,6 @@ class OrderManager:
             o = self._by_venue_id(gw.venue, u.venue_ord_id)
         k = u.kind
         if o is None:
-            if k == U_REJECT and u.req_id in self._batches:  # a whole batch refused
-                for bcl in self._batches.pop(u.req_id):
-                    bo = self.orders.get(bcl)
-                    if bo is not None and bo.state == S.PENDING_NEW:
-                        self.on_update(gw, Update(U_REJECT, cl_ord_id=bcl, reason=u.reason, code=u.code,
-                                                  ok=False, retry_after_s=u.retry_after_s))
-                return
             if k == U_CANCEL_ALL_ACK or k == U_ERROR:
                 if not u.ok and u.reason != Reason.UNKNOWN_ORDER:  # "no open orders" is fine
                     log.warning("%s: %s failed: %s %s", gw.venue.key, "cancel-all" if k == U_CANCEL_ALL_ACK else

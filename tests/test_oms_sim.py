@@ -456,6 +456,24 @@ def test_okx_batch_orders(fresh):
                                for _ in range(3)])
         await until(lambda: all(om.order(c).state.is_terminal for c in cls2), what="batch answered")
         assert all(om.order(c).state == S.REJECTED and om.order(c).reason == Reason.RATE_LIMIT for c in cls2)
+        gw = om.gateway(Exchange.OKX)
+        assert gw.batched_requests == 28
+        # cancels coalesced the same way; a refused batch of cancels leaves its orders working
+        fresh.control.fault("okx", "rate_limit", count=1)
+        assert all(om.submit_many([OrderRequest.cancel(sym(Exchange.OKX), c) for c in cls[:5]]))
+        await until(lambda: all(om.order(c).state == S.NEW for c in cls[:5]), what="batch cancel refused")
+        assert set(cls[:5]) <= set(venue_open(fresh, Exchange.OKX))
+        # the refusal emptied the cancel bucket (client-side back-off): cancel what it lets through
+        sent = 0
+        for _ in range(100):
+            todo = [c for c in cls if om.order(c).state == S.NEW]
+            if not todo:
+                break
+            sent += sum(1 for c in om.submit_many([OrderRequest.cancel(sym(Exchange.OKX), c) for c in todo]) if c)
+            await asyncio.sleep(0.2)  # 6 tokens at OKX's 30 cancels/s: batches of several
+        await until(lambda: all(om.order(c).state == S.CANCELED for c in cls), what="25 cancels in batches")
+        assert venue_open(fresh, Exchange.OKX) == {} and sent == 25
+        assert 28 + 5 < gw.batched_requests <= 28 + 5 + 25
         await om.stop()
         assert venue_open(fresh, Exchange.OKX) == {}
 

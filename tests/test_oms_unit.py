@@ -20,7 +20,16 @@ from oms.positions import Position
 from oms.ratelimit import TokenBucket
 from oms.state import LEGAL, EventKind, Order, Reason, is_legal
 from oms.venues import binance, gate, okx
-from oms.venues.base import U_ACK, U_CANCEL_REJECT, U_ORDER, U_REJECT, Update
+from oms.venues.base import (
+    OP_CANCEL_ALL,
+    U_ACK,
+    U_CANCEL_ACK,
+    U_CANCEL_ALL_ACK,
+    U_CANCEL_REJECT,
+    U_ORDER,
+    U_REJECT,
+    Update,
+)
 
 pytestmark = pytest.mark.unit
 S = OrderState
@@ -323,8 +332,10 @@ def test_okx_templates():
     assert c["op"] == "cancel-order" and c["args"][0]["clOrdId"] == "gw000123"
     a = json.loads(gw.encode_amend("gw000123", "BTC-USDT", "", 1, "0.02", "", TimeInForce.GTC, "", 0))
     assert a["op"] == "amend-order" and a["args"][0]["newSz"] == "0.02" and "newPx" not in a["args"][0]
-    b = json.loads(gw.encode_batch_cancel([(f"id{i}", "BTC-USDT") for i in range(25)]))
-    assert b["op"] == "batch-cancel-orders" and len(b["args"]) == 20
+    rid, data = gw.encode_batch_cancel([(f"id{i}", "BTC-USDT") for i in range(25)])
+    b = json.loads(data)
+    assert b["op"] == "batch-cancel-orders" and len(b["args"]) == 20 and b["id"] == rid and rid[0] == OP_CANCEL_ALL
+    assert b["args"][3] == {"instIdCode": 123456, "instId": "BTC-USDT", "clOrdId": "id3"}
 
 
 def test_gate_templates():
@@ -579,12 +590,107 @@ def test_okx_batch_orders_template():
     gw = _cfg_gw(okx.OkxGateway)
     gw.codes["BTC-USDT"] = 7
     items = [(f"id{i}", "BTC-USDT", 1 if i % 2 else -1, "100.1", "0.5", TimeInForce.POST_ONLY) for i in range(25)]
-    m = json.loads(gw.encode_batch_new(items))
-    assert m["op"] == "batch-orders" and m["id"] == "bid0" and len(m["args"]) == 20
+    rid, data = gw.encode_batch_new(items)
+    m = json.loads(data)
+    assert m["op"] == "batch-orders" and m["id"] == rid == "bid0" and len(m["args"]) == 20
     assert m["args"][1] == {"instIdCode": 7, "instId": "BTC-USDT", "tdMode": "cash", "side": "buy",
                             "ordType": "post_only", "px": "100.1", "sz": "0.5", "clOrdId": "id1"}
     (u,) = okx.decode(b'{"id":"bid0","op":"batch-orders","code":"50011","msg":"Rate limit reached","data":[]}')
     assert u.kind == U_REJECT and u.cl_ord_id == "" and u.req_id == "bid0" and u.reason == Reason.RATE_LIMIT
+    # coalesced cancels refused as a whole: one cancel reject without an id (the gateway names each order)
+    (u,) = okx.decode(b'{"id":"y7","op":"batch-cancel-orders","code":"50011","msg":"Rate limit reached","data":[]}')
+    assert u.kind == U_CANCEL_REJECT and u.cl_ord_id == "" and u.req_id == "y7" and u.reason == Reason.RATE_LIMIT
+    # cancel_all's batch still reports as cancel-all
+    us = okx.decode(b'{"id":"x3","op":"batch-cancel-orders","code":"0","msg":"","data":[{"clOrdId":"a","ordId":"1",'
+                    b'"sCode":"0","sMsg":""}]}')
+    assert [u.kind for u in us] == [U_CANCEL_ACK, U_CANCEL_ALL_ACK] and us[0].cl_ord_id == "a"
+
+
+def _okx_manager():
+    """A manager with a ready OKX gateway whose socket writes are captured (frames parsed back)."""
+    cfg = load(text="")
+    ins = Instruments(["BTC-USDT"])
+    ins.add(Exchange.OKX, "BTC-USDT", tick_size=0.1, lot_size=0.00001)
+    om = mgr.OrderManager(cfg, ins)
+    gw = okx.OkxGateway(cfg.venue("okx"), ins, om, ["BTC-USDT"])
+    gw.codes["BTC-USDT"] = 7
+    st = mgr._VenueState(gw, TokenBucket(1000, 1000), TokenBucket(1000, 1000))
+    st.ready = True
+    om._venues[Exchange.OKX] = st
+    frames: list[dict] = []
+
+    class Under:
+        def write(self, b):
+            buf = bytes(b)
+            while buf:
+                n, off = buf[1] & 0x7F, 2
+                if n == 126:
+                    n, off = int.from_bytes(buf[2:4], "big"), 4
+                frames.append(json.loads(buf[off + 4:off + 4 + n]))
+                buf = buf[off + 4 + n:]
+
+    class T:
+        underlying_transport = Under()
+
+        def send(self, mt, data):
+            frames.append(json.loads(data))
+
+    gw.transport = T()
+    return om, gw, frames
+
+
+def _okx_new(px=100.0):
+    from strategy.orders import OrderRequest, Symbol
+
+    return OrderRequest.new_limit(Symbol("BTC", "USDT", Exchange.OKX), OrderSide.BUY, 0.01, px, post_only=True)
+
+
+def test_a_corked_burst_leaves_as_batch_requests_in_submission_order():
+    from strategy.orders import OrderRequest, Symbol
+
+    om, gw, frames = _okx_manager()
+    resting = [om.submit(_okx_new(90.0 + i)) for i in range(2)]  # not corked: plain requests at once
+    assert [f["op"] for f in frames] == ["order", "order"]
+    frames.clear()
+    cls = om.submit_many([_okx_new(100.0 + i) for i in range(23)]
+                         + [OrderRequest.cancel(Symbol("BTC", "USDT", Exchange.OKX), c) for c in resting]
+                         + [_okx_new(50.0)])
+    assert all(cls) and len(set(cls)) == 26
+    # 23 new -> batches of 20 and 3; 2 cancels -> one batch; the last new alone -> a plain order
+    assert [(f["op"], len(f["args"])) for f in frames] == [("batch-orders", 20), ("batch-orders", 3),
+                                                          ("batch-cancel-orders", 2), ("order", 1)]
+    assert [a["clOrdId"] for f in frames[:2] for a in f["args"]] == cls[:23]
+    assert [a["clOrdId"] for a in frames[2]["args"]] == resting and frames[3]["args"][0]["clOrdId"] == cls[-1]
+    assert frames[0]["args"][5]["px"] == "105.0" and frames[0]["args"][5]["ordType"] == "post_only"
+    assert gw.batched_requests == 25
+    assert all(om.order(c).state == S.PENDING_NEW for c in cls[:23] + cls[-1:])
+    assert all(om.order(c).state == S.PENDING_CANCEL for c in resting)
+
+
+def test_a_refused_batch_answers_every_order_in_it():
+    from strategy.orders import OrderRequest, Symbol
+
+    om, gw, frames = _okx_manager()
+    resting = [om.submit(_okx_new(90.0 + i)) for i in range(3)]
+    for c in resting:
+        gw.on_frame(b'{"id":"n%s","op":"order","code":"0","msg":"","data":[{"ordId":"1%s","clOrdId":"%s",'
+                    b'"sCode":"0","sMsg":""}]}' % (c.encode(), str(len(c)).encode(), c.encode()))
+    assert all(om.order(c).state == S.NEW for c in resting)
+    frames.clear()
+    cls = om.submit_many([_okx_new(100.0 + i) for i in range(4)])
+    om.submit_many([OrderRequest.cancel(Symbol("BTC", "USDT", Exchange.OKX), c) for c in resting])
+    new_rid, cancel_rid = frames[0]["id"], frames[1]["id"]
+    gw.on_frame(b'{"id":"%s","op":"batch-orders","code":"50011","msg":"Rate limit reached","data":[]}'
+                % new_rid.encode())
+    gw.on_frame(b'{"id":"%s","op":"batch-cancel-orders","code":"50011","msg":"Rate limit reached","data":[]}'
+                % cancel_rid.encode())
+    assert all(om.order(c).state == S.REJECTED and om.order(c).reason == Reason.RATE_LIMIT for c in cls)
+    assert all(om.order(c).state == S.NEW for c in resting)  # the cancels were refused: still working
+    assert om.n["cancel_rejects"] == 3 and not gw._batches
+    # a repeat of the refusal names nothing any more: counted as a foreign update, nothing moves
+    gw.on_frame(b'{"id":"%s","op":"batch-orders","code":"50011","msg":"Rate limit reached","data":[]}'
+                % new_rid.encode())
+    assert om.n["foreign_updates"] == 1 and gw.bad_frames == 0
 
 
 # ---------------------------------------------------------------- restart recovery (no venue)

@@ -47,6 +47,10 @@ OP_CANCEL = "c"
 OP_AMEND = "a"
 OP_CANCEL_ALL = "x"
 OP_OTHER = "o"
+OP_BATCH_CANCEL = "y"  # cancels coalesced into one batch request (OP_CANCEL_ALL: cancel_all's)
+
+B_NEW = 1  # Gateway.queue kinds
+B_CANCEL = 2
 
 
 class Update:
@@ -173,7 +177,7 @@ class _Listener(WSListener):
             gw = self.gw
             if frame.last_in_buffer:
                 gw.on_frame(frame.get_payload_as_bytes())
-                if gw._outbox:
+                if gw._outbox or gw._run:
                     gw.flush()
             else:
                 # more frames of this read follow: requests sent while handling them (a strategy
@@ -199,6 +203,7 @@ class Gateway:
     needs_ping_text: bytes = b""  # application-level ping (OKX "ping")
     ping_interval_s: float = 0.0
     max_age_s: float = 0.0  # rotate the connection before the venue's cap (Binance: 24 h)
+    batch_max: int = 0  # orders per batch request (0: the venue has none on this connection)
 
     def __init__(self, vcfg: VenueConfig, instruments: Instruments, sink: Any,
                  symbols: list[str] | None = None) -> None:
@@ -224,6 +229,12 @@ class Gateway:
         self.connected_ns = 0
         self._corked = False
         self._outbox: list[bytes] = []
+        # requests coalesced while corked (venues with batch requests): the open run's kind
+        # (B_NEW / B_CANCEL) and items, closed into one batch request per `batch_max` items
+        self._run_kind = 0
+        self._run: list[tuple] = []
+        self._batches: dict[str, tuple[int, list[str]]] = {}  # batch request id -> (kind, client ids)
+        self.batched_requests = 0  # orders/cancels that left inside a batch request
         self._on_frame_hook: Callable[[bytes], None] | None = None
 
     # -- safe repr: never print credentials ------------------------------------
@@ -296,6 +307,8 @@ class Gateway:
         if t is None:
             return False
         if self._corked:
+            if self._run:
+                self._close_run()
             self._outbox.append(data)
             return True
         try:
@@ -304,10 +317,56 @@ class Gateway:
             return False
         return True
 
+    def queue(self, kind: int, item: tuple) -> bool:
+        """A new order (B_NEW: wire id, instrument, side, price, size, tif) or a cancel (B_CANCEL:
+        wire id, instrument) for a corked gateway of a venue with batch requests (`batch_max`).
+        Consecutive requests of one kind leave as one batch request of up to `batch_max`; a run of
+        one leaves as the plain request. Requests keep their order: another kind, or any other
+        frame, closes the run. False: no connection (the caller marks the order UNKNOWN)."""
+        if self.transport is None:
+            return False
+        if kind != self._run_kind and self._run:
+            self._close_run()
+        self._run_kind = kind
+        self._run.append(item)
+        if len(self._run) >= self.batch_max:
+            self._close_run()
+        return True
+
+    def _close_run(self) -> None:
+        run, self._run = self._run, []
+        kind = self._run_kind
+        self._run_kind = 0
+        if len(run) == 1:
+            it = run[0]
+            if kind == B_NEW:
+                self._outbox.append(self.encode_new(it[0], it[1], it[2], it[3], it[4], it[5], 0))
+            else:
+                self._outbox.append(self.encode_cancel(it[0], it[1], "", 0))
+            return
+        rid, data = self.encode_batch_new(run) if kind == B_NEW else self.encode_batch_cancel(run, OP_BATCH_CANCEL)
+        batches = self._batches
+        batches[rid] = (kind, [it[0] for it in run])
+        if len(batches) > 4096:  # answered batches: keep the map small
+            for old in list(batches)[:2048]:
+                del batches[old]
+        self.batched_requests += len(run)
+        self._outbox.append(data)
+
+    def _batch_failed(self, u: Update) -> list[Update] | None:
+        """A whole batch request refused (no per-order rows): one reject per order in it."""
+        b = self._batches.pop(u.req_id, None)
+        if b is None:
+            return None
+        return [Update(u.kind, req_id=u.req_id, cl_ord_id=cl, code=u.code, msg=u.msg,
+                       reason=u.reason, ok=False, retry_after_s=u.retry_after_s) for cl in b[1]]
+
     def flush(self) -> None:
         """Write the requests queued while a read's frames were handled, in one socket write.
         Client frames must be masked; a zero masking key is valid (RFC 6455 5.3) and leaves the
         payload as is, so the frames are built here without copying through a mask."""
+        if self._run:
+            self._close_run()
         out, self._outbox = self._outbox, []
         t = self.transport
         if t is None or not out:
@@ -348,8 +407,15 @@ class Gateway:
         for u in updates:
             k = u.kind
             if k <= U_AMEND_REJECT:  # order updates (1..8): the hot case first
+                each = None
+                if not u.cl_ord_id and self._batches and (k == U_REJECT or k == U_CANCEL_REJECT):
+                    each = self._batch_failed(u)
                 try:
-                    sink.on_update(self, u)
+                    if each is None:
+                        sink.on_update(self, u)
+                    else:
+                        for e in each:
+                            sink.on_update(self, e)
                 except Exception:  # a frame the state machine cannot use must not cost the connection
                     self.bad_frames += 1
                     log.exception("%s: update %r could not be applied; skipped", self.venue.key, u.kind)
@@ -418,10 +484,12 @@ class Gateway:
     def encode_cancel_all(self, vsym: str, ts_ms: int) -> bytes:
         raise NotImplementedError
 
-    def encode_batch_new(self, items: list[tuple[str, str, int, str, str, int]]) -> bytes:
+    def encode_batch_new(self, items: list[tuple[str, str, int, str, str, int]]) -> tuple[str, bytes]:
+        """(request id, frame) of one batch request of new orders (venues with `batch_max`)."""
         raise NotImplementedError
 
-    def encode_batch_cancel(self, items: list[tuple[str, str]]) -> bytes:
+    def encode_batch_cancel(self, items: list[tuple[str, str]], op: str = OP_CANCEL_ALL) -> tuple[str, bytes]:
+        """(request id, frame) of one batch cancel; `op` is the request id's prefix."""
         raise NotImplementedError
 
     async def sync_clock(self) -> None:

@@ -118,10 +118,12 @@ _NEW_JSON = ('{"id":"n%s","op":"order","args":[{"instIdCode":%d,"instId":"%s","t
 _NEW_ARG = ('{"instIdCode":%d,"instId":"%s","tdMode":"cash","side":"%s","ordType":"%s","px":"%s","sz":"%s",'
             '"clOrdId":"%s"}')
 _CANCEL_JSON = '{"id":"c%s","op":"cancel-order","args":[{"instIdCode":%d,"instId":"%s","clOrdId":"%s"}]}'
+_CANCEL_ARG = '{"instIdCode":%d,"instId":"%s","clOrdId":"%s"}'
 
 
 class OkxGateway(Gateway):
     venue = VENUE
+    batch_max = 20  # batch-orders / batch-cancel-orders take up to 20
     needs_ping_text = b"ping"
     ping_interval_s = 20.0
 
@@ -155,18 +157,21 @@ class OkxGateway(Gateway):
             arg["newPx"] = new_px_s
         return orjson.dumps({"id": OP_AMEND + wire_id, "op": "amend-order", "args": [arg]})
 
-    def encode_batch_new(self, items: list[tuple[str, str, int, str, str, int]]) -> bytes:
+    def encode_batch_new(self, items: list[tuple[str, str, int, str, str, int]]) -> tuple[str, bytes]:
         """Up to 20 new orders in one `batch-orders` request: (client id, instId, side, px, qty, tif).
-        The request id is the first client id (each order's answer names its own clOrdId)."""
+        The request id is "b" + the first client id (each order's answer names its own clOrdId)."""
         args = ",".join(_NEW_ARG % (self.codes.get(v, 0), v, _SIDE[sd], _ORD_TYPE[tif], px_s, qty_s, w)
                         for w, v, sd, px_s, qty_s, tif in items[:20])
-        return b'{"id":"b%s","op":"batch-orders","args":[%s]}' % (items[0][0].encode(), args.encode())
+        rid = "b" + items[0][0]
+        return rid, f'{{"id":"{rid}","op":"batch-orders","args":[{args}]}}'.encode()
 
-    def encode_batch_cancel(self, items: list[tuple[str, str]]) -> bytes:
-        """Cancel up to 20 orders by (wire id, instId) in one request."""
+    def encode_batch_cancel(self, items: list[tuple[str, str]], op: str = OP_CANCEL_ALL) -> tuple[str, bytes]:
+        """Cancel up to 20 orders by (wire id, instId) in one `batch-cancel-orders` request whose id
+        starts with `op` (cancel_all's, or requests coalesced while corked)."""
         self._seq += 1
-        args = [{"instIdCode": self.codes.get(v, 0), "instId": v, "clOrdId": w} for w, v in items[:20]]
-        return orjson.dumps({"id": f"{OP_CANCEL_ALL}{self._seq}", "op": "batch-cancel-orders", "args": args})
+        rid = f"{op}{self._seq}"
+        args = ",".join(_CANCEL_ARG % (self.codes.get(v, 0), v, w) for w, v in items[:20])
+        return rid, f'{{"id":"{rid}","op":"batch-cancel-orders","args":[{args}]}}'.encode()
 
     # -- login / private stream ------------------------------------------------------
     async def login(self) -> None:
@@ -431,7 +436,11 @@ def decode(data: bytes) -> list[Update]:
                 out.append(Update(bad_kind, req_id=req_id, cl_ord_id=cl, code=sc, msg=msg[:120], ok=False,
                                   reason=error_reason(sc, msg)))
         if op == "batch-cancel-orders":
-            out.append(Update(U_CANCEL_ALL_ACK, req_id=req_id, ok=top == "0"))
+            if req_id[:1] == OP_CANCEL_ALL:
+                out.append(Update(U_CANCEL_ALL_ACK, req_id=req_id, ok=top == "0"))
+            elif not out:  # coalesced cancels refused as a whole: the gateway names each order
+                out.append(Update(U_CANCEL_REJECT, req_id=req_id, code=top, ok=False,
+                                  reason=error_reason(top, str(m.get("msg", ""))), msg=str(m.get("msg", ""))[:120]))
         if not out:
             out.append(Update(bad_kind, req_id=req_id, cl_ord_id=req_id[1:], code=top, ok=False,
                               reason=error_reason(top, str(m.get("msg", "")))))
