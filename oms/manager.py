@@ -559,7 +559,7 @@ class OrderManager:
         o = Order(cl, venue, iid, spec.symbol, side, px, qty, tif, req.ord_type, req.strategy_id, _perf_ns())
         _dict_set(self.orders, cl, o)
         self._open[cl] = o
-        if gw._corked and gw.batch_max:  # leaves with the other orders of this burst, in a batch request
+        if gw._corked and gw.batch_new:  # leaves with the other orders of this burst, in a batch request
             o.sent_ns = _perf_ns()
             sent = gw.queue(B_NEW, (cl, self._venue_sym(venue, iid), side, px_s, qty_s, tif))
         else:

@@ -480,6 +480,25 @@ def test_okx_batch_orders(fresh):
     run(main())
 
 
+def test_gate_cancels_coalesced_into_cancel_ids(fresh):
+    async def main():
+        om = OrderManager(make_cfg(fresh), Instruments(["BTC-USDT", "ETH-USDT"]))
+        await om.start([Exchange.GATE])
+        bid = top(fresh, Exchange.GATE)[0]
+        cls = om.submit_many([OrderRequest.new_limit(sym(Exchange.GATE), OrderSide.BUY, 0.01, bid * (0.9 - 0.001 * k))
+                              for k in range(6)])
+        assert all(cls)
+        await until(lambda: all(om.order(c).state == S.NEW for c in cls), what="6 acks")
+        gw = om.gateway(Exchange.GATE)
+        assert gw.batched_requests == 0  # Gate places one by one
+        assert all(om.submit_many([OrderRequest.cancel(sym(Exchange.GATE), c) for c in cls]))
+        await until(lambda: all(om.order(c).state == S.CANCELED for c in cls), what="6 cancels in one request")
+        assert venue_open(fresh, Exchange.GATE) == {} and gw.batched_requests == 6
+        await om.stop()
+
+    run(main())
+
+
 def _crash(om: OrderManager) -> None:
     """A SIGKILL as far as the venue and the events ring can tell: the connections vanish, no
     cancel, no dead-man disarm, nothing more written; the object is never used again."""

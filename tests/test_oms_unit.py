@@ -667,6 +667,80 @@ def test_a_corked_burst_leaves_as_batch_requests_in_submission_order():
     assert all(om.order(c).state == S.PENDING_CANCEL for c in resting)
 
 
+def test_gate_cancels_of_a_corked_burst_leave_as_one_cancel_ids_request():
+    from strategy.orders import OrderRequest, Symbol
+
+    cfg = load(text="")
+    ins = Instruments(["BTC-USDT"])
+    ins.add(Exchange.GATE, "BTC-USDT", tick_size=0.1, lot_size=0.00001)
+    om = mgr.OrderManager(cfg, ins)
+    gw = gate.GateGateway(cfg.venue("gate"), ins, om, ["BTC-USDT"])
+    st = mgr._VenueState(gw, TokenBucket(1000, 1000), TokenBucket(1000, 1000))
+    st.ready = True
+    om._venues[Exchange.GATE] = st
+    resolving = []
+    om._spawn = lambda coro: (resolving.append(coro.__name__), coro.close())  # no loop here: note, don't run
+    out: list[bytes] = []
+
+    class T:
+        class underlying_transport:  # noqa: N801
+            @staticmethod
+            def write(b):
+                out.append(bytes(b))
+
+        @staticmethod
+        def send(mt, data):
+            out.append(b"\x81\x00\0\0\0\0" + data)  # as one frame: parsed back below like the batch write
+
+    gw.transport = T()
+    sym = Symbol("BTC", "USDT", Exchange.GATE)
+    cls = om.submit_many([OrderRequest.new_limit(sym, OrderSide.BUY, 0.01, 100.0 + i, post_only=True)
+                          for i in range(3)])
+    frames = []
+    for buf in out:
+        while buf:
+            n, off = buf[1] & 0x7F, 2
+            if n == 126:
+                n, off = int.from_bytes(buf[2:4], "big"), 4
+            frames.append(json.loads(buf[off + 4:off + 4 + n] if n else buf[off + 4:]))
+            buf = buf[off + 4 + n:] if n else b""
+    assert [f["channel"] for f in frames] == ["spot.order_place"] * 3  # Gate has no batch place
+    for i, c in enumerate(cls):
+        om.on_update(gw, Update(U_ACK, cl_ord_id=c, venue_ord_id=str(900 + i), state=S.NEW))
+    out.clear()
+    om.submit_many([OrderRequest.cancel(sym, c) for c in cls])
+    assert len(out) == 1 and gw.batched_requests == 3
+    (f,) = [json.loads(out[0][6:])]
+    assert f["channel"] == "spot.order_cancel_ids" and f["payload"]["req_param"] == [
+        {"currency_pair": "BTC_USDT", "id": "t-" + c} for c in cls]
+    rid = f["payload"]["req_id"]
+    # the answer: two cancelled, one refused (already gone)
+    res = [{"currency_pair": "BTC_USDT", "id": "900", "text": "t-" + cls[0], "succeeded": True, "label": "",
+            "message": ""},
+           {"currency_pair": "BTC_USDT", "id": "t-" + cls[1], "succeeded": True, "label": "", "message": ""},
+           {"currency_pair": "BTC_USDT", "id": "902", "text": "t-" + cls[2], "succeeded": False,
+            "label": "ORDER_NOT_FOUND", "message": "Order not found"}]
+    frame = {"request_id": rid, "ack": False, "header": {"response_time": "1", "status": "200",
+                                                         "channel": "spot.order_cancel_ids", "event": "api"},
+             "data": {"result": res}}
+    gw.on_frame(json.dumps(frame).encode())
+    assert om.order(cls[0]).state == S.CANCELED and om.order(cls[1]).state == S.CANCELED
+    assert om.order(cls[2]).state == S.UNKNOWN  # not found: reconciliation asks the venue what became of it
+    assert resolving == ["_resolve_unknown"]
+    # a whole request refused: every order named, each cancel rejected
+    o = om.submit_many([OrderRequest.new_limit(sym, OrderSide.BUY, 0.01, 90.0 + i, post_only=True) for i in range(2)])
+    for i, c in enumerate(o):
+        om.on_update(gw, Update(U_ACK, cl_ord_id=c, venue_ord_id=str(800 + i), state=S.NEW))
+    out.clear()
+    om.submit_many([OrderRequest.cancel(sym, c) for c in o])
+    rid = json.loads(out[0][6:])["payload"]["req_id"]
+    gw.on_frame(json.dumps({"request_id": rid, "ack": False,
+                            "header": {"status": "429", "channel": "spot.order_cancel_ids", "event": "api"},
+                            "data": {"errs": {"label": "TOO_MANY_REQUESTS", "message": "Request Rate limit Exceeded"}}
+                            }).encode())
+    assert [om.order(c).state for c in o] == [S.NEW, S.NEW] and om.n["cancel_rejects"] == 3
+
+
 def test_a_refused_batch_answers_every_order_in_it():
     from strategy.orders import OrderRequest, Symbol
 

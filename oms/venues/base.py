@@ -203,7 +203,8 @@ class Gateway:
     needs_ping_text: bytes = b""  # application-level ping (OKX "ping")
     ping_interval_s: float = 0.0
     max_age_s: float = 0.0  # rotate the connection before the venue's cap (Binance: 24 h)
-    batch_max: int = 0  # orders per batch request (0: the venue has none on this connection)
+    batch_max: int = 0  # cancels (and new orders, with batch_new) per batch request; 0: no batches
+    batch_new: bool = False  # new orders go in batch requests too
 
     def __init__(self, vcfg: VenueConfig, instruments: Instruments, sink: Any,
                  symbols: list[str] | None = None) -> None:
@@ -318,8 +319,9 @@ class Gateway:
         return True
 
     def queue(self, kind: int, item: tuple) -> bool:
-        """A new order (B_NEW: wire id, instrument, side, price, size, tif) or a cancel (B_CANCEL:
-        wire id, instrument) for a corked gateway of a venue with batch requests (`batch_max`).
+        """A new order (B_NEW: wire id, instrument, side, price, size, tif; venues with `batch_new`)
+        or a cancel (B_CANCEL: wire id, instrument) for a corked gateway of a venue with batch
+        requests (`batch_max`).
         Consecutive requests of one kind leave as one batch request of up to `batch_max`; a run of
         one leaves as the plain request. Requests keep their order: another kind, or any other
         frame, closes the run. False: no connection (the caller marks the order UNKNOWN)."""

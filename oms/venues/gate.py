@@ -21,6 +21,7 @@ from oms.ids import GATE_PREFIX, from_wire
 from oms.state import Reason
 from oms.venues.base import (
     OP_AMEND,
+    OP_BATCH_CANCEL,
     OP_CANCEL,
     OP_CANCEL_ALL,
     OP_NEW,
@@ -147,10 +148,13 @@ _NEW_JSON = ('{"time":%d,"channel":"spot.order_place","event":"api","payload":{"
              '"amount":"%s","price":"%s","time_in_force":"%s"}}}')
 _CANCEL_JSON = ('{"time":%d,"channel":"spot.order_cancel","event":"api","payload":{"req_id":"c%s",'
                 '"req_param":{"order_id":"t-%s","currency_pair":"%s"}}}')
+_CANCEL_IDS_JSON = '{"time":%d,"channel":"spot.order_cancel_ids","event":"api","payload":{"req_id":"%s","req_param":[%s]}}'
+_CANCEL_ID_ARG = '{"currency_pair":"%s","id":"t-%s"}'
 
 
 class GateGateway(Gateway):
     venue = VENUE
+    batch_max = 20  # spot.order_cancel_ids: cancels in one request (new orders go one by one)
     needs_ping_text = b""
     ping_interval_s = 10.0
 
@@ -171,6 +175,14 @@ class GateGateway(Gateway):
 
     def encode_cancel(self, cl_ord_id: str, vsym: str, venue_ord_id: str, ts_ms: int) -> bytes:
         return (_CANCEL_JSON % (ts_ms // 1000, cl_ord_id, cl_ord_id, vsym)).encode()
+
+    def encode_batch_cancel(self, items: list[tuple[str, str]], op: str = OP_CANCEL_ALL) -> tuple[str, bytes]:
+        """Cancel up to 20 orders by (our id, currency pair) in one `spot.order_cancel_ids` request
+        (custom ids are accepted while the order is open); the request id starts with `op`."""
+        self._seq += 1
+        rid = f"{op}{self._seq}"
+        ids = ",".join(_CANCEL_ID_ARG % (vsym, cl) for cl, vsym in items[:20])
+        return rid, (_CANCEL_IDS_JSON % (int(time.time()), rid, ids)).encode()
 
     def encode_amend(self, cl_ord_id: str, vsym: str, venue_ord_id: str, side: int, new_qty_s: str, new_px_s: str,
                      tif: int, new_wire_id: str, ts_ms: int) -> bytes:
@@ -366,6 +378,22 @@ def _trade_ms(t: dict) -> int:
     return int(v or fnum(t.get("create_time")) * 1000)
 
 
+def cancel_id_result(r: dict, req_id: str) -> Update:
+    """One entry of a `spot.order_cancel_ids` answer: {currency_pair, id, text, succeeded, label,
+    message}. Succeeded: the order is cancelled (its fills come on spot.usertrades as always)."""
+    text = str(r.get("text") or "")
+    vid = str(r.get("id") or "")
+    if not text and vid.startswith(GATE_PREFIX):  # the custom id we cancelled by, echoed as the id
+        text, vid = vid, ""
+    cl = text[2:] if text.startswith(GATE_PREFIX) else text
+    if r.get("succeeded") is True:
+        return Update(U_CANCEL_ACK, "", req_id, cl, vid if vid.isdigit() else "", str(r.get("currency_pair", "")),
+                      OrderState.CANCELED, reason=Reason.USER_CANCEL)
+    label = str(r.get("label", ""))
+    return Update(U_CANCEL_REJECT, req_id=req_id, cl_ord_id=cl, venue_ord_id=vid if vid.isdigit() else "",
+                  code=label, msg=str(r.get("message", ""))[:120], ok=False, reason=error_reason(label, 400))
+
+
 _IGNORE = Update(U_IGNORE)
 _OPS = {"spot.order_place": OP_NEW, "spot.order_cancel": OP_CANCEL, "spot.order_amend": OP_AMEND,
         "spot.order_cancel_cp": OP_CANCEL_ALL, "spot.order_cancel_ids": OP_CANCEL_ALL}
@@ -435,6 +463,8 @@ def decode_api(m: dict) -> list[Update]:
             u = order_update(U_AMEND_ACK, res, req_id)
             u.cl_ord_id = u.cl_ord_id or cl
             return [u]
+        if ch == "spot.order_cancel_ids" and req_id[:1] == OP_BATCH_CANCEL:
+            return [cancel_id_result(r, req_id) for r in res or [] if isinstance(r, dict)]
         if op == OP_CANCEL_ALL:
             out = [order_update(U_ORDER, o, req_id) for o in res or [] if isinstance(o, dict) and o.get("text")]
             return out + [Update(U_CANCEL_ALL_ACK, req_id=req_id)]
@@ -444,6 +474,9 @@ def decode_api(m: dict) -> list[Update]:
     reason = error_reason(label, status)
     base: dict[str, Any] = {"req_id": req_id, "cl_ord_id": cl, "code": label or str(status), "msg": str(errs.get("message", ""))[:120],
             "reason": reason, "ok": False, "op": op}
+    if ch == "spot.order_cancel_ids" and req_id[:1] == OP_BATCH_CANCEL:
+        base["cl_ord_id"] = ""  # coalesced cancels refused as a whole: the gateway names each order
+        return [Update(U_CANCEL_REJECT, **base)]
     if op == OP_NEW:
         if reason == Reason.VENUE_ERROR:
             return [Update(U_ORDER, state=OrderState.UNKNOWN, **base)]

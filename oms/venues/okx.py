@@ -124,6 +124,7 @@ _CANCEL_ARG = '{"instIdCode":%d,"instId":"%s","clOrdId":"%s"}'
 class OkxGateway(Gateway):
     venue = VENUE
     batch_max = 20  # batch-orders / batch-cancel-orders take up to 20
+    batch_new = True
     needs_ping_text = b"ping"
     ping_interval_s = 20.0
 
