@@ -7,11 +7,13 @@
 `Flood` strategy below against a simulator this harness owns (`--sim-urls`). Flood keeps
 `--window` post-only orders per venue cycling: place far from the touch, cancel on the ack,
 place again on the cancel's answer, as fast as risk and the OMS allow (their rate limits raised
-by config). Rates are measured over the steady middle of the run from the simulator's own
-counters (requests received and acknowledged per venue) and Flood's counters; the summed RSS is
-the peak of the sum over the launcher's process tree, sampled every 0.5 s, with the simulator
-reported apart. JSON keys: orders_per_s (order requests acknowledged per second, place and
-cancel), new_orders_per_s, success_rate, rss_mb_total.
+by config). Rates are measured over the steady middle of the run: orders from Flood's counters
+(every place and cancel the venue answered; the OMS may carry several in one venue batch
+request), venue requests from the simulator's own counters. The summed RSS is the peak of the
+sum over the launcher's process tree, sampled every 0.5 s, with the simulator reported apart;
+the summed PSS beside it counts shared pages once. JSON keys: orders_per_s (orders acknowledged
+per second, places and cancels), new_orders_per_s, success_rate (accepted / answered orders),
+rss_mb_total, pss_mb_total, requests_acked_per_s, request_success_rate.
 """
 
 from __future__ import annotations
@@ -218,6 +220,25 @@ def tree_rss_mb(pid: int) -> dict[int, float]:
     return out
 
 
+def tree_pss_mb(pid: int) -> float:
+    """Summed proportional set size of a process tree (MB): shared pages (the interpreter,
+    numpy's libraries, the rings) divided among the processes that map them, so the sum is what
+    the system really holds; summed RSS counts every shared page once per process."""
+    import psutil
+
+    total = 0.0
+    try:
+        p = psutil.Process(pid)
+        for q in [p, *p.children(recursive=True)]:
+            try:
+                total += getattr(q.memory_full_info(), "pss", 0) / 2**20
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        pass
+    return total
+
+
 def cpu_s(pid: int) -> float:
     return sum(cpu_split(pid))
 
@@ -344,13 +365,14 @@ def main(argv: list[str] | None = None) -> int:
             c0 = {p: cpu_s(p) for p in tree_rss_mb(proc.pid)} | {sim.proc.pid: cpu_s(sim.proc.pid)}
             u0 = {p: cpu_split(p) for p in c0}
             w0 = {p: schedstat(p) for p in c0}
-            peak_total = peak_sim = 0.0
+            peak_total = peak_sim = peak_pss = 0.0
             per_proc: dict[int, float] = {}
             end = t0 + duration - warm - 1.0
             while time.monotonic() < end:
                 time.sleep(0.5)
                 rss = tree_rss_mb(proc.pid)
                 peak_total = max(peak_total, sum(rss.values()))
+                peak_pss = max(peak_pss, tree_pss_mb(proc.pid))
                 for p, r in rss.items():
                     per_proc[p] = max(per_proc.get(p, 0.0), r)
                 peak_sim = max(peak_sim, tree_rss_mb(sim.proc.pid).get(sim.proc.pid, 0.0))
@@ -399,19 +421,32 @@ def main(argv: list[str] | None = None) -> int:
     # the strategy process (host + risk + OMS, one thread): CPU per acknowledged request, user / kernel
     strat = [p for p in c0 if names.get(p) == "strategy"]
     per_req = None
-    if strat and acked:
+    n_orders = (int(f1.get("new_acked", 0)) + int(f1.get("cancel_acked", 0)) - int(f0.get("new_acked", 0))
+                - int(f0.get("cancel_acked", 0))) * dt / max((f1.get("mono_ns", 0) - f0.get("mono_ns", 0)) / 1e9, 1e-9)
+    if strat and n_orders > 0:
         p = strat[0]
-        per_req = {"total": round((c1[p] - c0[p]) / acked * 1e6, 1),
-                   "user": round((u1[p][0] - u0[p][0]) / acked * 1e6, 1),
-                   "sys": round((u1[p][1] - u0[p][1]) / acked * 1e6, 1)}
-    new_acked = f1.get("new_acked", 0) - f0.get("new_acked", 0)
+        per_req = {"total": round((c1[p] - c0[p]) / n_orders * 1e6, 1),
+                   "user": round((u1[p][0] - u0[p][0]) / n_orders * 1e6, 1),
+                   "sys": round((u1[p][1] - u0[p][1]) / n_orders * 1e6, 1)}
+    # orders (places and cancels) from Flood's counters, over their own timestamps: a venue batch
+    # request (OKX batch-orders, Gate cancel_ids) carries several orders, so the simulator's request
+    # counters are requests, not orders
+    def fd(k: str) -> int:
+        return int(f1.get(k, 0)) - int(f0.get(k, 0))
+
+    fdt = (f1.get("mono_ns", 0) - f0.get("mono_ns", 0)) / 1e9 or dt
+    accepted = fd("new_acked") + fd("cancel_acked")
+    refused = fd("new_rejected") + fd("cancel_rejected")
     result.update({
-        "orders_per_s": round(acked / dt),
-        "new_orders_per_s": round(new_acked / max(dt + 1.1, 1e-9)),
+        "orders_per_s": round(accepted / fdt),
+        "new_orders_per_s": round(fd("new_acked") / fdt),
+        "success_rate": round(accepted / (accepted + refused), 5) if accepted + refused else None,
+        "requests_acked_per_s": round(acked / dt),
         "requests_received_per_s": round(received / dt),
-        "success_rate": round(acked / received, 5) if received else None,
+        "request_success_rate": round(acked / received, 5) if received else None,
         "rejected": rejected,
         "rss_mb_total": round(peak_total, 1),
+        "pss_mb_total": round(peak_pss, 1),
         "rss_mb_by_process": {names.get(p, f"pid {p}"): round(r, 1) for p, r in per_proc.items()},
         "simulator_rss_mb": round(peak_sim, 1),
         "cpu_per_s_by_process": cpu,
@@ -425,15 +460,18 @@ def main(argv: list[str] | None = None) -> int:
     })
     result["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     shutil.rmtree(work, ignore_errors=True)
-    print(f"  order requests acknowledged by the simulator: {result['orders_per_s']:,}/s "
-          f"(received {result['requests_received_per_s']:,}/s, new orders {result['new_orders_per_s']:,}/s)")
-    sr = result["success_rate"]
-    print(f"  success rate (acked / received at the sim): {sr if sr is None else f'{sr * 100:.3f} %'}"
+    print(f"  orders acknowledged (places and cancels): {result['orders_per_s']:,}/s "
+          f"(new orders {result['new_orders_per_s']:,}/s); venue requests acknowledged by the simulator "
+          f"{result['requests_acked_per_s']:,}/s (received {result['requests_received_per_s']:,}/s)")
+    sr, rsr = result["success_rate"], result["request_success_rate"]
+    print(f"  success rate (accepted / answered orders): {sr if sr is None else f'{sr * 100:.3f} %'}; "
+          f"requests acked / received at the sim: {rsr if rsr is None else f'{rsr * 100:.3f} %'}"
           f"  rejected {rejected}  denied by risk/OMS {f1.get('denied', 0)}")
-    print(f"  summed RSS (launcher tree, peak) {result['rss_mb_total']} MB; simulator {result['simulator_rss_mb']} MB")
+    print(f"  summed RSS (launcher tree, peak) {result['rss_mb_total']} MB (summed PSS, shared pages counted once: "
+          f"{result['pss_mb_total']} MB); simulator {result['simulator_rss_mb']} MB")
     print("  CPU seconds per second:", ", ".join(f"{k} {v}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
     if per_req:
-        print(f"  strategy process CPU per acknowledged request: {per_req['total']} us "
+        print(f"  strategy process CPU per acknowledged order: {per_req['total']} us "
               f"(user {per_req['user']}, kernel {per_req['sys']})")
     print("  runnable but waiting for a CPU, s per s (main thread):",
           ", ".join(f"{k} {v}" for k, v in sorted(waiting.items(), key=lambda kv: -kv[1])))

@@ -50,7 +50,8 @@ def test_throughput_quick_json(tmp_path):
     r = json.loads(out.read_text())
     assert r["orders_per_s"] > 0
     assert 0 < r["success_rate"] <= 1
-    assert r["rss_mb_total"] > 0
+    assert r["rss_mb_total"] > 0 and 0 < r["pss_mb_total"] <= r["rss_mb_total"]
+    assert 0 < r["requests_acked_per_s"] and 0 < r["request_success_rate"] <= 1
 
 
 @pytest.mark.integration
