@@ -174,19 +174,18 @@ class _Listener(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame) -> None:
         mt = frame.msg_type
         if mt == _TEXT or mt == _BINARY:
+            # requests sent while a read's frames are handled (a strategy answering acks, the rows
+            # of a batch answer) leave in one socket write after its last frame, not one write each,
+            # and coalesce into batch requests where the venue has them
             gw = self.gw
-            if frame.last_in_buffer:
+            was = gw._corked  # corked by the caller already: its uncork sends
+            gw._corked = True
+            try:
                 gw.on_frame(frame.get_payload_as_bytes())
-                if gw._outbox or gw._run:
-                    gw.flush()
-            else:
-                # more frames of this read follow: requests sent while handling them (a strategy
-                # answering acks) leave in one socket write after the last one, not one write each
-                gw._corked = True
-                try:
-                    gw.on_frame(frame.get_payload_as_bytes())
-                finally:
-                    gw._corked = False
+            finally:
+                gw._corked = was
+            if not was and frame.last_in_buffer and (gw._outbox or gw._run):
+                gw.flush()
         elif mt == _CLOSE:
             self.gw.close_reason = f"closed by venue (code {frame.get_close_code()})"
             transport.disconnect()
