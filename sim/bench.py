@@ -41,14 +41,15 @@ API_KEY = "sim-key"
 PASSPHRASE = "sim-pass"
 
 
-def _proc_cpu_s(pid: int) -> float:
-    """utime + stime of a process in seconds (Linux /proc), 0.0 when unavailable."""
+def _proc_user_sys_s(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a process in seconds (Linux /proc), zeros when unavailable."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        tck = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tck, int(fields[12]) / tck
     except (OSError, IndexError, ValueError):
-        return 0.0
+        return 0.0, 0.0
 
 
 def _loadavg() -> str:
@@ -185,13 +186,14 @@ async def bench_md(urls: dict, control: ControlClient, symbols: list[str], secon
     s0 = await asyncio.to_thread(control.stats)
     f0 = sum(c.frames for c in conns)
     b0 = sum(c.bytes for c in conns)
-    cpu0, ccpu0 = _proc_cpu_s(sim_pid), time.process_time()
+    us0, ccpu0 = _proc_user_sys_s(sim_pid), time.process_time()
     t0 = time.perf_counter()
     await asyncio.sleep(seconds)
     t1 = time.perf_counter()
     f1 = sum(c.frames for c in conns)
     b1 = sum(c.bytes for c in conns)
-    cpu1, ccpu1 = _proc_cpu_s(sim_pid), time.process_time()
+    us1, ccpu1 = _proc_user_sys_s(sim_pid), time.process_time()
+    cpu0, cpu1 = sum(us0), sum(us1)
     s1 = await asyncio.to_thread(control.stats)
     await asyncio.to_thread(control.set_rate, 1000)
     for c in conns:
@@ -203,6 +205,7 @@ async def bench_md(urls: dict, control: ControlClient, symbols: list[str], secon
     return {"md_frames_received_per_s": round((f1 - f0) / dt), "md_frames_sent_per_s": round(sent / dt),
             "md_frames_generated_per_s": round(gen / dt), "md_mbytes_received_per_s": round((b1 - b0) / dt / 1e6, 2),
             "consumers_per_venue": conns_per_venue, "sim_cpu_s": round(sim_cpu, 2),
+            "sim_sys_cpu_s": round(us1[1] - us0[1], 2),
             "sim_cpu_util": round(sim_cpu / dt, 2),
             "md_frames_sent_per_sim_cpu_s": round(sent / sim_cpu) if sim_cpu > 0 else None,
             "client_cpu_s": round(ccpu1 - ccpu0, 2), "seconds": round(dt, 2)}
@@ -370,7 +373,7 @@ async def bench_orders(v: OrderVenue, seconds: float, window: int, batch: int, s
     write = c.transport.write
     sent = 0
     t_end = time.perf_counter() + seconds
-    cpu0, ccpu0 = _proc_cpu_s(sim_pid), time.process_time()
+    us0, ccpu0 = _proc_user_sys_s(sim_pid), time.process_time()
     t0 = time.perf_counter()
     while time.perf_counter() < t_end:
         room = window - (sent - counts[0] - counts[1])
@@ -389,7 +392,8 @@ async def bench_orders(v: OrderVenue, seconds: float, window: int, batch: int, s
     deadline = time.perf_counter() + 5
     while counts[0] + counts[1] < sent and time.perf_counter() < deadline:
         await asyncio.sleep(0.01)
-    cpu1, ccpu1 = _proc_cpu_s(sim_pid), time.process_time()
+    us1, ccpu1 = _proc_user_sys_s(sim_pid), time.process_time()
+    cpu0, cpu1 = sum(us0), sum(us1)
     c.transport.close()
     dt = t1 - t0
     total = counts[0] + counts[1]
@@ -397,6 +401,7 @@ async def bench_orders(v: OrderVenue, seconds: float, window: int, batch: int, s
             "orders_sent": sent, "acked": counts[0], "rejected": counts[1],
             "unanswered": sent - total, "success_rate": round(counts[0] / sent, 5) if sent else None,
             "other_messages": counts[2], "sim_cpu_s": round(cpu1 - cpu0, 2),
+            "sim_sys_cpu_s": round(us1[1] - us0[1], 2),
             "orders_answered_per_sim_cpu_s": round(total / (cpu1 - cpu0)) if cpu1 > cpu0 else None,
             "client_cpu_s": round(ccpu1 - ccpu0, 2), "seconds": round(dt, 2), "window": window}
 

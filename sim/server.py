@@ -16,6 +16,8 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl
 
+import numpy as np
+
 log = logging.getLogger("sim.server")
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -63,6 +65,58 @@ def unmask(data: bytes, mask: bytes) -> bytes:
         return b""
     m = (mask * (n // 4 + 1))[:n]
     return (int.from_bytes(data, "little") ^ int.from_bytes(m, "little")).to_bytes(n, "little")
+
+
+SCAN_MIN_FRAMES = 4  # fewer complete frames than this in a read: unmask them one by one (unmask())
+_ZEROS = [bytes(n) for n in range(15)]
+
+
+def scan_frames(buf: bytearray, pos: int) -> list[tuple[int, bytes, int]]:
+    """The complete, well-formed client frames from pos on, unmasked in one numpy XOR:
+    [(first header byte, payload, end position)]. It stops before the first frame that is
+    incomplete or whose header is bad (reserved bits, unmasked, too long), which the caller
+    parses (and rejects) itself. Empty when fewer than SCAN_MIN_FRAMES frames are found.
+
+    Unmasking a 230-byte order request with Python ints (unmask()) costs ~14k instructions, as
+    much as parsing its JSON; one XOR over a read's frames costs ~5k a frame, most of it
+    building the mask stream."""
+    n = len(buf)
+    heads: list[tuple[int, int, int]] = []
+    p = pos
+    while n - p >= 6:
+        b0, b1 = buf[p], buf[p + 1]
+        if b0 & 0x70 or not b1 & 0x80:
+            break
+        ln = b1 & 0x7F
+        if ln < 126:
+            start = p + 6
+        elif ln == 126:
+            ln = (buf[p + 2] << 8) | buf[p + 3]
+            start = p + 8
+        else:
+            if n - p < 14:
+                break
+            ln = struct.unpack_from("!Q", buf, p + 2)[0]
+            if ln > MAX_WS_MESSAGE_BYTES:
+                break
+            start = p + 14
+        end = start + ln
+        if end > n:
+            break
+        heads.append((b0, start, end))
+        p = end
+    if len(heads) < SCAN_MIN_FRAMES:
+        return []
+    masks: list[bytes | bytearray] = []
+    p = pos
+    for _b0, start, end in heads:
+        masks.append(_ZEROS[start - p])  # header bytes: left as they are, never read back
+        masks.append((buf[start - 4:start] * (((end - start) >> 2) + 1))[:end - start])
+        p = end
+    stream = b"".join(masks)
+    plain = np.bitwise_xor(np.frombuffer(buf, np.uint8, len(stream), pos),
+                           np.frombuffer(stream, np.uint8)).tobytes()
+    return [(b0, plain[start - pos:end - pos], end) for b0, start, end in heads]
 
 
 def close_payload(code: int, reason: str = "") -> bytes:
@@ -299,11 +353,31 @@ class Conn(asyncio.Protocol):
     # -- WebSocket --------------------------------------------------------
     def _process_ws(self) -> None:
         """Parse every complete frame in the buffer; the consumed bytes are cut once at the end
-        (cutting per frame is quadratic in a read that carries hundreds of pipelined requests)."""
+        (cutting per frame is quadratic in a read that carries hundreds of pipelined requests).
+        A run of well-formed frames is unmasked in one pass first (scan_frames); what it leaves
+        (a partial or bad frame, or too few frames) is parsed here one frame at a time."""
         buf = self.buf
         pos = 0
         try:
             while not self.closed and self.ws is not None:
+                run = scan_frames(buf, pos)
+                if run:
+                    for b0, payload, end in run:
+                        if self.closed or self.ws is None:
+                            return
+                        pos = end
+                        if b0 == 0x81 and not self.frag_op:  # a whole text message: the usual case
+                            self.server.msgs_in += 1
+                            if not payload.isascii():
+                                try:
+                                    payload.decode("utf-8")
+                                except UnicodeDecodeError:
+                                    self.close(1007, "invalid utf-8")
+                                    return
+                            self.ws.on_text(payload)
+                        elif not self._on_frame(b0 & 0x80, b0 & 0x0F, payload):
+                            return
+                    continue
                 n = len(buf) - pos
                 if n < 2:
                     return
@@ -338,64 +412,71 @@ class Conn(asyncio.Protocol):
                 payload = unmask(bytes(buf[start:start + ln]), mask) if mask != b"\0\0\0\0" \
                     else bytes(buf[start:start + ln])
                 pos = start + ln
-                if opcode >= 0x8:
-                    if not fin or ln > 125:
-                        self.close(1002, "bad control frame")
-                        return
-                    if opcode == OP_PING:
-                        self.send_now(encode_frame(payload, OP_PONG))
-                    elif opcode == OP_CLOSE:
-                        if not self.close_sent:
-                            code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1000
-                            self.close(code if 1000 <= code < 5000 else 1000, "")
-                        elif self.transport is not None:
-                            self.transport.close()
-                        return
-                    elif opcode == OP_PONG:
-                        self.last_pong_ns = time.monotonic_ns()
-                        self.ping_sent_ns = 0  # the outstanding ping(s) are answered
-                    else:
-                        self.close(1002, "unknown opcode")
-                        return
-                    continue
-                if opcode == OP_CONT:
-                    if not self.frag_op:
-                        self.close(1002, "unexpected continuation")
-                        return
-                    self.frag.append(payload)
-                    self.frag_len += len(payload)
-                    if self.frag_len > MAX_WS_MESSAGE_BYTES:
-                        self.close(1009, "message too big")
-                        return
-                    if not fin:
-                        continue
-                    opcode, payload = self.frag_op, b"".join(self.frag)
-                    self.frag_op, self.frag, self.frag_len = 0, [], 0
-                elif opcode == OP_TEXT or opcode == OP_BIN:
-                    if self.frag_op:
-                        self.close(1002, "expected continuation")
-                        return
-                    if not fin:
-                        self.frag_op, self.frag, self.frag_len = opcode, [payload], len(payload)
-                        continue
-                else:
-                    self.close(1002, "unknown opcode")
+                if not self._on_frame(fin, opcode, payload):
                     return
-                self.server.msgs_in += 1
-                ws = self.ws
-                if opcode == OP_TEXT:
-                    if not payload.isascii():
-                        try:
-                            payload.decode("utf-8")
-                        except UnicodeDecodeError:
-                            self.close(1007, "invalid utf-8")
-                            return
-                    ws.on_text(payload)
-                else:
-                    ws.on_binary(payload)
         finally:
             if pos:
                 del buf[:pos]
+
+    def _on_frame(self, fin: int, opcode: int, payload: bytes) -> bool:
+        """One unmasked frame whose header passed the checks; False when parsing must stop."""
+        if opcode >= 0x8:
+            if not fin or len(payload) > 125:
+                self.close(1002, "bad control frame")
+                return False
+            if opcode == OP_PING:
+                self.send_now(encode_frame(payload, OP_PONG))
+            elif opcode == OP_CLOSE:
+                if not self.close_sent:
+                    code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1000
+                    self.close(code if 1000 <= code < 5000 else 1000, "")
+                elif self.transport is not None:
+                    self.transport.close()
+                return False
+            elif opcode == OP_PONG:
+                self.last_pong_ns = time.monotonic_ns()
+                self.ping_sent_ns = 0  # the outstanding ping(s) are answered
+            else:
+                self.close(1002, "unknown opcode")
+                return False
+            return True
+        if opcode == OP_CONT:
+            if not self.frag_op:
+                self.close(1002, "unexpected continuation")
+                return False
+            self.frag.append(payload)
+            self.frag_len += len(payload)
+            if self.frag_len > MAX_WS_MESSAGE_BYTES:
+                self.close(1009, "message too big")
+                return False
+            if not fin:
+                return True
+            opcode, payload = self.frag_op, b"".join(self.frag)
+            self.frag_op, self.frag, self.frag_len = 0, [], 0
+        elif opcode == OP_TEXT or opcode == OP_BIN:
+            if self.frag_op:
+                self.close(1002, "expected continuation")
+                return False
+            if not fin:
+                self.frag_op, self.frag, self.frag_len = opcode, [payload], len(payload)
+                return True
+        else:
+            self.close(1002, "unknown opcode")
+            return False
+        self.server.msgs_in += 1
+        ws = self.ws
+        assert ws is not None
+        if opcode == OP_TEXT:
+            if not payload.isascii():
+                try:
+                    payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    self.close(1007, "invalid utf-8")
+                    return False
+            ws.on_text(payload)
+        else:
+            ws.on_binary(payload)
+        return True
 
     def send_now(self, frame: bytes) -> None:
         """Write a frame immediately (order replies, control frames)."""
