@@ -117,6 +117,9 @@ class MarketMaker(Strategy):
                  "inv_tick", "inv_lot", "size", "vol", "last_mid", "last_pos", "dirty", "pulled", "hold_until")
 
     name = "market_making"
+    # one level per side: requote() runs the ladder and the slot decisions straight-line.
+    # False takes the general path (ladder() and the slot loop), which tests compare it with.
+    inline_one_level = True
 
     def __init__(self, cfg: MarketMakingConfig, stale_ms: float = 2000.0,
                  amend_venues: tuple[int, ...] = (1, 2, 3), replace_venues: tuple[int, ...] = (1,),
@@ -301,7 +304,7 @@ class MarketMaker(Strategy):
         pc = self.pconst[p]
         if pc is None:
             return room_buy, room_sell
-        _v, _k, base, mid_s, _slots, tick, inv, lot_inv, size, min_qty, min_notional = pc
+        _v, _k, base, mid_s, _slots, tick, inv, lot_inv, size, min_qty, min_notional, _one = pc
         floor = math.floor
         ceil = math.ceil
         spacing = self.spacing * (bid + ask)
@@ -357,13 +360,15 @@ class MarketMaker(Strategy):
         L = self.levels
         base = p * 2 * L
         self.pconst[p] = (v, v * self.n_instr + i, base, base + L, tuple(range(base, base + 2 * L)), spec.tick_size,
-                          self.inv_tick[p], self.inv_lot[p], self.size[p], spec.min_qty, spec.min_notional)
+                          self.inv_tick[p], self.inv_lot[p], self.size[p], spec.min_qty, spec.min_notional,
+                          L == 1 and self.inline_one_level)
 
     def requote(self, p: int, now_ns: int) -> list[OrderRequest] | None:
         """Reconcile pair p's orders with its targets; returns the requests to send.
 
         One pass, locals only: requests in flight, targets (as `targets`), the ladder (as
-        `ladder`), then keep / amend / cancel / new per slot."""
+        `ladder`), then keep / amend / cancel / new per slot. With one level per side the
+        ladder and the slot decisions run straight-line (`inline_one_level`)."""
         pc = self.pconst[p]
         if pc is None:
             v, i = self.pairs[p]
@@ -371,7 +376,7 @@ class MarketMaker(Strategy):
             pc = self.pconst[p]
             if pc is None:
                 return None
-        v, k, base, mid_s, slots, tick, inv, lot_inv, size, min_qty, min_notional = pc
+        v, k, base, mid_s, slots, tick, inv, lot_inv, size, min_qty, min_notional, one_level = pc
         status = self.s_status
         # requests in flight: their quantity counts as worst case (they may still fill);
         # a NEW the OMS refused frees its slot, one the venue never answered gets a cancel
@@ -428,45 +433,102 @@ class MarketMaker(Strategy):
         if tstate is _REDUCING:
             room_buy = min(room_buy, -q) if q < 0.0 else 0.0
             room_sell = min(room_sell, q) if q > 0.0 else 0.0
-        # ladder(), inlined: buys round down, sells up (never more aggressive), as
+        # the ladder: buys round down, sells up (never more aggressive), as
         # InstrumentSpec.round_px; rounded, never crossing, within the rooms
-        floor = math.floor
-        ceil = math.ceil
+        if one_level:
+            # one level per side (the default): the steps of ladder() and of the slot loop
+            # below, straight-line with the targets in locals (no want lists, no loop)
+            floor = math.floor
+            bpx = floor((r - half) * inv + 1e-9) / inv
+            if bpx > ask - 3.0 * tick:
+                # near the touch: at most the highest tick below the ask. Further away the
+                # clamp cannot bind (that tick is above ask - 2 ticks), so it is skipped.
+                max_bid = floor((ask - tick) * inv + 1e-9) / inv
+                if bpx > max_bid:
+                    bpx = max_bid
+            apx = math.ceil((r + half) * inv - 1e-9) / inv
+            if apx < bid + 3.0 * tick:
+                min_ask = math.ceil((bid + tick) * inv - 1e-9) / inv
+                if apx < min_ask:
+                    apx = min_ask
+            bqty = size if size <= room_buy else floor(room_buy * lot_inv + 1e-9) / lot_inv
+            sb = status[base]
+            if (bqty < min_qty or bqty <= 0.0 or bqty * bpx < min_notional or bpx <= 0.0
+                    or (sb != EMPTY and sb != LIVE)):
+                bqty = 0.0
+            aqty = size if size <= room_sell else floor(room_sell * lot_inv + 1e-9) / lot_inv
+            sa = status[mid_s]
+            if aqty < min_qty or aqty <= 0.0 or aqty * apx < min_notional or (sa != EMPTY and sa != LIVE):
+                aqty = 0.0
+            self.last_mid[p] = mid
+            self.dirty[p] = False
+            self.pulled[p] = False
+            thr = self.thr * mid
+            amends = v in self.amend_venues
+            replaces = v in self.replace_venues
+            s_qty = self.s_qty
+            s_px = self.s_px
+            rb = None
+            if sb == LIVE:
+                cur_qty = s_qty[base]
+                if bqty <= 0.0 or cur_qty > bqty * (1.0 + 1e-9) + _EPS:
+                    rb = self._cancel_slot(base, p)  # less room than the order holds: shrink now
+                elif -thr <= s_px[base] - bpx <= thr or now_ns - self.s_ns[base] < self.min_life_ns:
+                    pass  # close enough, or too young to move
+                elif amends and -(tol := 1e-9 + 1e-9 * bqty) <= cur_qty - bqty <= tol and (
+                        not replaces or cur_qty <= room_buy - bqty + _EPS):
+                    rb = self.r_amend[base]
+                    rb.qty = bqty
+                    rb.px = bpx
+                    rb.target_cl_ord_id = self.s_cid[base]
+                    rb.cl_ord_id = ""
+                    rb.ts_ns = now_ns
+                    status[base] = PENDING_AMEND
+                    self.s_pend_ns[base] = now_ns
+                    self.s_req[base] = rb  # the host sets rb.cl_ord_id: a new id when the venue replaces
+                    self.amends_sent += 1
+                else:
+                    rb = self._cancel_slot(base, p)
+            elif sb == EMPTY and bqty > 0.0:
+                rb = self._place_slot(base, bpx, bqty, now_ns)
+            ra = None
+            if sa == LIVE:
+                cur_qty = s_qty[mid_s]
+                if aqty <= 0.0 or cur_qty > aqty * (1.0 + 1e-9) + _EPS:
+                    ra = self._cancel_slot(mid_s, p)
+                elif -thr <= s_px[mid_s] - apx <= thr or now_ns - self.s_ns[mid_s] < self.min_life_ns:
+                    pass
+                elif amends and -(tol := 1e-9 + 1e-9 * aqty) <= cur_qty - aqty <= tol and (
+                        not replaces or cur_qty <= room_sell - aqty + _EPS):
+                    ra = self.r_amend[mid_s]
+                    ra.qty = aqty
+                    ra.px = apx
+                    ra.target_cl_ord_id = self.s_cid[mid_s]
+                    ra.cl_ord_id = ""
+                    ra.ts_ns = now_ns
+                    status[mid_s] = PENDING_AMEND
+                    self.s_pend_ns[mid_s] = now_ns
+                    self.s_req[mid_s] = ra
+                    self.amends_sent += 1
+                else:
+                    ra = self._cancel_slot(mid_s, p)
+            elif sa == EMPTY and aqty > 0.0:
+                ra = self._place_slot(mid_s, apx, aqty, now_ns)
+            if rb is None:
+                out = None if ra is None else [ra]
+            else:
+                out = [rb] if ra is None else [rb, ra]
+            return out if nudges is None else _joined(nudges, out)
+        left_buy, left_sell = self.ladder(p, r, half, bid, ask, room_buy, room_sell)
         want_px = self.s_want_px
         want_qty = self.s_want_qty
-        max_bid = floor((ask - tick) * inv + 1e-9) / inv
-        min_ask = ceil((bid + tick) * inv - 1e-9) / inv
-        L = mid_s - base
-        if L == 1:
-            bpx = floor((r - half) * inv + 1e-9) / inv
-            if bpx > max_bid:
-                bpx = max_bid
-            qty = size if size <= room_buy else floor(room_buy * lot_inv + 1e-9) / lot_inv
-            sst = status[base]
-            if (qty < min_qty or qty <= 0.0 or qty * bpx < min_notional or bpx <= 0.0
-                    or (sst != EMPTY and sst != LIVE)):
-                qty = 0.0
-            left_buy = room_buy - qty
-            want_px[base] = bpx
-            want_qty[base] = qty
-            apx = ceil((r + half) * inv - 1e-9) / inv
-            if apx < min_ask:
-                apx = min_ask
-            qty = size if size <= room_sell else floor(room_sell * lot_inv + 1e-9) / lot_inv
-            sst = status[mid_s]
-            if qty < min_qty or qty <= 0.0 or qty * apx < min_notional or (sst != EMPTY and sst != LIVE):
-                qty = 0.0
-            left_sell = room_sell - qty
-            want_px[mid_s] = apx
-            want_qty[mid_s] = qty
-        else:
-            left_buy, left_sell = self.ladder(p, r, half, bid, ask, room_buy, room_sell)
         replaces = v in self.replace_venues
+        amends = v in self.amend_venues
         self.last_mid[p] = mid
         self.dirty[p] = False
         self.pulled[p] = False
         out = None
-        thr = self.thr * (bid + ask) * 0.5
+        thr = self.thr * mid
         for s in slots:
             sst = status[s]
             wqty = want_qty[s]
@@ -474,18 +536,7 @@ class MarketMaker(Strategy):
             req = None
             if sst == EMPTY:
                 if wqty > 0.0:
-                    req = self.r_new[s]  # one request object per slot, reused (the OMS copies it)
-                    req.qty = wqty
-                    req.px = wpx
-                    req.cl_ord_id = ""
-                    req.ts_ns = now_ns
-                    status[s] = PENDING_NEW
-                    self.s_pend_ns[s] = now_ns
-                    self.s_req[s] = req
-                    self.s_px[s] = wpx
-                    self.s_qty[s] = wqty
-                    self.s_ns[s] = now_ns
-                    self.quotes_sent += 1
+                    req = self._place_slot(s, wpx, wqty, now_ns)
             elif sst == LIVE:
                 cur_qty = self.s_qty[s]
                 if wqty <= 0.0 or cur_qty > wqty * (1.0 + 1e-9) + _EPS:
@@ -494,7 +545,7 @@ class MarketMaker(Strategy):
                     continue  # close enough (a partly filled order keeps its smaller size)
                 elif now_ns - self.s_ns[s] < self.min_life_ns:
                     continue
-                elif v in self.amend_venues and -(tol := 1e-9 + 1e-9 * wqty) <= cur_qty - wqty <= tol and (
+                elif amends and -(tol := 1e-9 + 1e-9 * wqty) <= cur_qty - wqty <= tol and (
                         not replaces or cur_qty <= (left_buy if s < mid_s else left_sell) + _EPS):
                     if replaces:
                         # cancel-replace: the old order may fill before it is replaced, so the
@@ -521,6 +572,23 @@ class MarketMaker(Strategy):
                 else:
                     out.append(req)
         return out if nudges is None else _joined(nudges, out)
+
+    def _place_slot(self, s: int, px: float, qty: float, now_ns: int) -> OrderRequest:
+        """A new post-only order in empty slot s (one request object per slot, reused: the OMS
+        copies it)."""
+        req = self.r_new[s]
+        req.qty = qty
+        req.px = px
+        req.cl_ord_id = ""
+        req.ts_ns = now_ns
+        self.s_status[s] = PENDING_NEW
+        self.s_pend_ns[s] = now_ns
+        self.s_req[s] = req
+        self.s_px[s] = px
+        self.s_qty[s] = qty
+        self.s_ns[s] = now_ns
+        self.quotes_sent += 1
+        return req
 
     def _cancel_slot(self, s: int, p: int) -> OrderRequest:
         self.s_status[s] = PENDING_CANCEL

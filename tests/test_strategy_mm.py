@@ -15,7 +15,7 @@ from strategy.api import StrategyContext
 from strategy.market_making import LIVE, MarketMaker, VolEstimator, as_quotes, fixed_quotes
 from strategy.orders import RequestKind
 from strategy.state import MarketState
-from tests.test_strategy_fakes import B, FakeOMS, instruments
+from tests.test_strategy_fakes import OX, B, FakeOMS, instruments
 
 pytestmark = pytest.mark.unit
 
@@ -364,7 +364,8 @@ def test_unanswered_request_gets_a_cancel_after_the_timeout():
 
 
 def test_one_level_inline_ladder_matches_the_general_ladder():
-    """requote() computes a one-level ladder inline; it must place exactly what ladder() wants."""
+    """requote() computes a one-level ladder straight-line; its first quotes must be exactly
+    what ladder() wants."""
     rng = random.Random(5)
     for _ in range(300):
         h = Harness(spread_bps=rng.choice([0.1, 1.0, 10.0, 40.0]), skew_bps=rng.choice([0.0, 50.0, 500.0]),
@@ -378,10 +379,70 @@ def test_one_level_inline_ladder_matches_the_general_ladder():
         mp = h.cfg.max_position
         mm.ladder(0, r, half, b, a, mp - q, mp + q)
         want = (list(mm.s_want_px), list(mm.s_want_qty))
-        mm.s_want_px[:] = [-1.0] * len(mm.s_want_px)
-        mm.s_want_qty[:] = [-1.0] * len(mm.s_want_qty)
-        reqs = h.requote()
-        assert (mm.s_want_px, mm.s_want_qty) == want
-        placed = sorted((int(x.side), x.px, x.qty) for x in reqs)
+        placed = sorted((int(x.side), x.px, x.qty) for x in h.requote())
         expect = sorted((1 if s == 0 else -1, want[0][s], want[1][s]) for s in (0, 1) if want[1][s] > 0.0)
         assert placed == expect
+
+
+def _sent(h, reqs):
+    """What the host does with accepted requests: the OMS's id goes back on NEW and AMEND."""
+    out = []
+    for r in reqs:
+        cid = h.oms.submit(r)
+        if r.kind in (RequestKind.NEW, RequestKind.AMEND):
+            r.cl_ord_id = cid
+        out.append((int(r.kind), int(r.side), r.px, r.qty, r.target_cl_ord_id, cid))
+    return out
+
+
+def test_one_level_straight_line_matches_the_general_path():
+    """With one level per side requote() decides straight-line; on random books (near and far
+    from the touch), inventories, order states (live, in flight, partly filled, unanswered) and
+    venue kinds (amend in place, cancel-replace, no amend) it must send exactly what the
+    general path (ladder() and the slot loop) sends, and leave the same slots."""
+    rng = random.Random(11)
+    ms = 1_000_000
+    for _ in range(300):
+        params = dict(spread_bps=rng.choice([0.1, 1.0, 4.0, 10.0, 40.0]),
+                      skew_bps=rng.choice([0.0, 5.0, 50.0, 500.0]),
+                      max_position=rng.choice([0.001, 0.0025, 0.01]), order_size=rng.choice([0.001, 0.002]),
+                      requote_threshold_bps=rng.choice([0.0, 0.5, 2.0]),
+                      min_order_lifetime_ms=rng.choice([0.0, 0.0, 5.0]))
+        # okx (tick 0.1, no minimum notional) at low prices puts quotes within a few ticks of
+        # the touch, where the clamps bind; binance (min notional 5) at high prices
+        venue, tick, lo, hi = rng.choice([(B, 0.01, 10.0, 70000.0), (OX, 0.1, 1.0, 40.0), (OX, 0.1, 100.0, 70000.0)])
+        amend = rng.random() < 0.8
+        replace = rng.random() < 0.4
+        kw = dict(amend=amend, venues=(Exchange(venue).key,), **params)
+        fast, ref = Harness(**kw), Harness(**kw)
+        ref.mm.inline_one_level = False
+        ref.mm._set_spec(0, ref.ins.spec(venue, 1))
+        assert fast.mm.pconst[0][-1] and not ref.mm.pconst[0][-1]
+        for h in (fast, ref):
+            h.oms.replace_on_amend = replace
+            h.mm.replace_venues = frozenset({venue}) if replace else frozenset()
+        bid_ticks = int(rng.uniform(lo, hi) / tick)
+        q = rng.choice([0.0, rng.uniform(-0.012, 0.012)])
+        for _step in range(8):
+            bid_ticks = max(1, bid_ticks + rng.choice([0, 1, -1, 3, -3, 60, -60, 700, -700]))
+            bid = round(bid_ticks * tick, 2)
+            ask = round((bid_ticks + rng.choice([1, 1, 2, 5, 20])) * tick, 2)
+            dt = rng.choice([1, 3, 10, 6000]) * ms  # 6 s: requests in flight time out
+            answer = rng.random()
+            fill = rng.random() < 0.2
+            got = []
+            for h in (fast, ref):
+                h.now += dt
+                h.pos[(venue, 1)] = q
+                h.quote(bid, ask, venue=venue)
+                sent = _sent(h, h.requote())
+                if answer < 0.7:
+                    h.ack_all()
+                if fill:
+                    live = [w for w in h.mm.working() if w[3] == LIVE]
+                    if live:
+                        h.oms.fill(live[0][4], live[0][6] * 0.5)
+                got.append((sent, h.mm.working()))
+            assert got[0] == got[1]
+            if fill:
+                q += 0.0005 * rng.choice([1, -1])
