@@ -220,6 +220,7 @@ class OrderVenue:
 
     def __init__(self, urls: dict) -> None:
         self.url = urls[self.url_key[0]][self.url_key[1]]
+        self.venue = self.url_key[0]
         self.n = 0
 
     async def setup(self, c: WsCounter) -> None:
@@ -351,7 +352,8 @@ class GateOrders(OrderVenue):
         return 0
 
 
-async def bench_orders(v: OrderVenue, seconds: float, window: int, batch: int, sim_pid: int) -> dict:
+async def bench_orders(v: OrderVenue, seconds: float, window: int, batch: int, sim_pid: int,
+                       control: ControlClient) -> dict:
     c = await ws_connect(v.url, keep_payloads=True)
     await v.setup(c)
     counts = [0, 0, 0]  # acked, rejected, other messages (pushes, acks before results)
@@ -373,6 +375,7 @@ async def bench_orders(v: OrderVenue, seconds: float, window: int, batch: int, s
     write = c.transport.write
     sent = 0
     t_end = time.perf_counter() + seconds
+    s0 = (await asyncio.to_thread(control.stats))["venues"][v.venue]
     us0, ccpu0 = _proc_user_sys_s(sim_pid), time.process_time()
     t0 = time.perf_counter()
     while time.perf_counter() < t_end:
@@ -394,6 +397,8 @@ async def bench_orders(v: OrderVenue, seconds: float, window: int, batch: int, s
         await asyncio.sleep(0.01)
     us1, ccpu1 = _proc_user_sys_s(sim_pid), time.process_time()
     cpu0, cpu1 = sum(us0), sum(us1)
+    s1 = (await asyncio.to_thread(control.stats))["venues"][v.venue]
+    reads = s1["reads"] - s0["reads"]
     c.transport.close()
     dt = t1 - t0
     total = counts[0] + counts[1]
@@ -402,6 +407,8 @@ async def bench_orders(v: OrderVenue, seconds: float, window: int, batch: int, s
             "unanswered": sent - total, "success_rate": round(counts[0] / sent, 5) if sent else None,
             "other_messages": counts[2], "sim_cpu_s": round(cpu1 - cpu0, 2),
             "sim_sys_cpu_s": round(us1[1] - us0[1], 2),
+            "sim_messages_per_read": round((s1["messages_received"] - s0["messages_received"]) / reads, 1)
+            if reads else None,
             "orders_answered_per_sim_cpu_s": round(total / (cpu1 - cpu0)) if cpu1 > cpu0 else None,
             "client_cpu_s": round(ccpu1 - ccpu0, 2), "seconds": round(dt, 2), "window": window}
 
@@ -459,7 +466,7 @@ def main() -> int:
             if p in venues:
                 v = venues[p]()
                 out["orders_" + v.name] = asyncio.run(bench_orders(v, args.seconds, args.window, args.batch,
-                                                                   proc.pid))
+                                                                   proc.pid, control))
                 control.reset()
         out.update({"load_avg_after": _loadavg(), "sim_cpu": args.sim_cpu, "client_cpu": args.client_cpu,
                     "cpu_model": _cpu_model(), "cores": os.cpu_count()})

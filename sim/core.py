@@ -279,6 +279,7 @@ class Simulator:
                                 "connections": len(srv.conns) if srv else 0,
                                 "frames_sent": srv.frames_out if srv else 0,
                                 "messages_received": srv.msgs_in if srv else 0,
+                                "reads": srv.reads_in if srv else 0,
                                 "open_orders": len(self.engines[v].orders)}
         return out
 

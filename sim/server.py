@@ -234,6 +234,7 @@ class Conn(asyncio.Protocol):
         if self.closed:
             return
         self.buf += data
+        self.server.reads_in += 1
         self.batching = True
         try:
             if self.ws is None:
@@ -580,6 +581,7 @@ class Server:
         self.refusing = False
         self.frames_out = 0
         self.msgs_in = 0
+        self.reads_in = 0  # data_received calls: messages_received / reads_in is the batching a client gets
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()

@@ -376,10 +376,11 @@ class BinanceApp(VenueApp):
         if resp_type == "ACK":
             return (f'{{"symbol":"{inst.venue_symbol}","orderId":{o.oid},"orderListId":-1,'
                     f'"clientOrderId":"{o.client_id}","transactTime":{o.update_ms}}}').encode()
+        qq, cq = o.quote_qty, o.cum_quote  # never -0.0: sums of positive amounts from 0.0
         body = (f'{{"symbol":"{inst.venue_symbol}","orderId":{o.oid},"orderListId":-1,"clientOrderId":"{o.client_id}",'
                 f'"transactTime":{o.update_ms},"price":"{inst.px(o.ticks)}","origQty":"{inst.qty(o.lots)}",'
-                f'"executedQty":"{inst.qty(o.filled_lots)}","origQuoteOrderQty":"{o.quote_qty:.8f}",'
-                f'"cummulativeQuoteQty":"{o.cum_quote:.8f}","status":"{o.status}","timeInForce":"{o.tif}",'
+                f'"executedQty":"{inst.qty(o.filled_lots)}","origQuoteOrderQty":"{f"{qq:.8f}" if qq else ZERO8}",'
+                f'"cummulativeQuoteQty":"{f"{cq:.8f}" if cq else ZERO8}","status":"{o.status}","timeInForce":"{o.tif}",'
                 f'"type":"{o.order_type}","side":"{"BUY" if o.side == BUY else "SELL"}",'
                 f'"workingTime":{o.working_ms},"selfTradePreventionMode":"EXPIRE_MAKER"').encode()
         if resp_type == "FULL":
@@ -403,11 +404,12 @@ class BinanceApp(VenueApp):
         client ids go through json_str: a cancel's newClientOrderId is taken as sent."""
         inst = o.inst
         cid = o.client_id
+        qq, cq = o.quote_qty, o.cum_quote
         return (f'{{"symbol":"{inst.venue_symbol}","origClientOrderId":{json_str(o.orig_client_id or cid)},'
                 f'"orderId":{o.oid},"orderListId":-1,"clientOrderId":{json_str(o.extra.get("cancel_cid") or cid)},'
                 f'"transactTime":{o.update_ms},"price":"{inst.px(o.ticks)}","origQty":"{inst.qty(o.lots)}",'
-                f'"executedQty":"{inst.qty(o.filled_lots)}","origQuoteOrderQty":"{o.quote_qty:.8f}",'
-                f'"cummulativeQuoteQty":"{o.cum_quote:.8f}","status":"{o.status}","timeInForce":"{o.tif}",'
+                f'"executedQty":"{inst.qty(o.filled_lots)}","origQuoteOrderQty":"{f"{qq:.8f}" if qq else ZERO8}",'
+                f'"cummulativeQuoteQty":"{f"{cq:.8f}" if cq else ZERO8}","status":"{o.status}","timeInForce":"{o.tif}",'
                 f'"type":"{o.order_type}","side":"{"BUY" if o.side == BUY else "SELL"}",'
                 f'"selfTradePreventionMode":"EXPIRE_MAKER"}}').encode()
 
@@ -923,10 +925,12 @@ class BinanceApp(VenueApp):
                      f'"p":"{inst._px_cache.get(o.ticks) or inst.px(o.ticks)}","P":"{ZERO8}","F":"{ZERO8}","g":-1,')
             self._er_memo = (key, fixed)
         working = "true" if o.status in _OPEN_STATES and o.order_type != "MARKET" else "false"
+        qq, cq = o.quote_qty, o.cum_quote  # never -0.0: sums of positive amounts from 0.0
         return (f'{{"e":"executionReport","E":{now},{fixed}"C":{json_str(cc) if cc else _EMPTY_JSON_STR},'
                 f'"x":"{_EXEC_TYPES[kind]}","X":"{status}",'
                 f'"r":"NONE","i":{o.oid},{fill_part}"I":{next(self._anon)},"w":{working},"m":{maker},"M":false,'
-                f'"O":{o.create_ms},"Z":"{o.cum_quote:.8f}","Y":"{last_quote}","Q":"{o.quote_qty:.8f}",'
+                f'"O":{o.create_ms},"Z":"{f"{cq:.8f}" if cq else ZERO8}","Y":"{last_quote}",'
+                f'"Q":"{f"{qq:.8f}" if qq else ZERO8}",'
                 f'"W":{o.working_ms},"V":"EXPIRE_MAKER"}}')
 
     # -- REST ----------------------------------------------------------------------------
