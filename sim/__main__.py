@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -59,6 +60,11 @@ async def _run(cfg) -> int:
     except OSError as e:
         print(f"sim: cannot listen on {cfg.host}:{cfg.port_base}..+3: {e.strerror}", file=sys.stderr)
         return 2
+    # start-up objects (modules, the generator's tables) never die: out of the collector's sight,
+    # a full collection walks only what the run made (it was ~2.4 % of the CPU of an order burst,
+    # 35 ms a full collection with ~30k start-up objects in it)
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for s in (signal.SIGINT, signal.SIGTERM):

@@ -26,6 +26,7 @@ _ENGINE_TIF = {"gtc": "GTC", "poc": "GTC", "ioc": "IOC", "fok": "FOK"}
 _TEXT = re.compile(r"t-[0-9A-Za-z_.-]{1,28}").fullmatch  # TEXT_RE without `$` letting a newline in
 _FINISH_AS = {"NEW": "open", "PARTIALLY_FILLED": "open", "FILLED": "filled", "CANCELED": "cancelled",
               "EXPIRED": "ioc", "REJECTED": "cancelled"}
+_PUSH_EVENTS = {"new": "put", "trade": "update", "amended": "update"}  # spot.orders event per engine event
 _PLAIN_REQ_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}").fullmatch
 TEXT_RE = re.compile(r"^t-[0-9A-Za-z_.-]{1,28}$")
 PUBLIC = ("spot.book_ticker", "spot.order_book_update", "spot.trades")
@@ -359,7 +360,7 @@ class GateApp(VenueApp):
     def on_order_event(self, kind: str, o: Order, fill: Any) -> None:
         if not self.private or kind == "rejected":
             return
-        event = {"new": "put", "trade": "update", "amended": "update"}.get(kind, "finish")
+        event = _PUSH_EVENTS.get(kind, "finish")
         if kind == "trade" and not o.is_open:
             event = "finish"
         now = time.time_ns()
@@ -487,7 +488,8 @@ class GateApp(VenueApp):
             except (TypeError, ValueError):
                 self.ws_error(sess, req_id, channel, GateError("INVALID_ARGUMENT", "x-gate-exptime"), in_ns)
                 return
-        if channel in ("spot.order_place", "spot.order_amend") and self.rate_limited():
+        if (self.rate_limit_count or self.rate_limit_until_ns) and channel in ("spot.order_place", "spot.order_amend") \
+                and self.rate_limited():
             self.ws_error(sess, req_id, channel, GateError("TOO_MANY_REQUESTS", "Request Rate limit Exceeded (211)",
                                                            429), in_ns)
             return
@@ -495,9 +497,12 @@ class GateApp(VenueApp):
         rid = f'"{req_id}"' if req_id.__class__ is str and _PLAIN_REQ_ID(req_id) else orjson.dumps(req_id).decode()
         if channel in ("spot.order_place", "spot.order_cancel", "spot.order_amend", "spot.order_cancel_cp",
                        "spot.order_cancel_ids"):
-            self.reply(sess, f'{{"request_id":{rid},"ack":true,"header":{self._ws_header_json(sess, channel)},'
-                             f'"data":{{"result":{{"req_id":{rid},"req_header":{orjson.dumps(hdr or {}).decode()},'
-                             f'"req_param":{orjson.dumps(rp).decode()},"api_key":"","timestamp":"","signature":""}}}}}}')
+            rid_b = rid.encode()
+            self.reply(sess, b"".join((b'{"request_id":', rid_b, b',"ack":true,"header":',
+                                       self._ws_header_json(sess, channel).encode(), b',"data":{"result":{"req_id":',
+                                       rid_b, b',"req_header":', orjson.dumps(hdr) if hdr else b"{}",
+                                       b',"req_param":', orjson.dumps(rp),
+                                       b',"api_key":"","timestamp":"","signature":""}}}')))
         key = sess.api_key
         try:
             if channel == "spot.order_place" or channel == "spot.order_cancel" or channel == "spot.order_amend":
