@@ -76,15 +76,44 @@ class _Sink:
         pass
 
 
-def _manager():
+_GATEWAYS = {Exchange.BINANCE: binance.BinanceGateway, Exchange.OKX: okx.OkxGateway, Exchange.GATE: gate.GateGateway}
+
+
+def _manager(venue=Exchange.BINANCE, tick=0.01, ready=False):
     cfg = load(text="")
     ins = Instruments(["BTC-USDT"])
-    ins.add(Exchange.BINANCE, "BTC-USDT", tick_size=0.01, lot_size=0.00001)
+    ins.add(venue, "BTC-USDT", tick_size=tick, lot_size=0.00001)
     om = mgr.OrderManager(cfg, ins)
-    gw = binance.BinanceGateway(cfg.venue("binance"), ins, om, ["BTC-USDT"])
+    gw = _GATEWAYS[venue](cfg.venue(venue.key), ins, om, ["BTC-USDT"])
     st = mgr._VenueState(gw, TokenBucket(1000, 1000), TokenBucket(1000, 1000))
-    om._venues[Exchange.BINANCE] = st
+    st.ready = ready
+    om._venues[venue] = st
     return om, gw
+
+
+def _capture(gw) -> list[dict]:
+    """Give the gateway a transport whose socket writes are parsed back into the JSON messages
+    they carry (one per WebSocket frame, zero-masked as the gateway writes them)."""
+    frames: list[dict] = []
+
+    class Under:
+        def write(self, b):
+            buf = bytes(b)
+            while buf:
+                n, off = buf[1] & 0x7F, 2
+                if n == 126:
+                    n, off = int.from_bytes(buf[2:4], "big"), 4
+                frames.append(json.loads(buf[off + 4:off + 4 + n]))
+                buf = buf[off + 4 + n:]
+
+    class T:
+        underlying_transport = Under()
+
+        def send(self, mt, data):
+            frames.append(json.loads(data))
+
+    gw.transport = T()
+    return frames
 
 
 def _order(om, cl="abc", qty=1.0):
@@ -607,36 +636,10 @@ def test_okx_batch_orders_template():
 
 
 def _okx_manager():
-    """A manager with a ready OKX gateway whose socket writes are captured (frames parsed back)."""
-    cfg = load(text="")
-    ins = Instruments(["BTC-USDT"])
-    ins.add(Exchange.OKX, "BTC-USDT", tick_size=0.1, lot_size=0.00001)
-    om = mgr.OrderManager(cfg, ins)
-    gw = okx.OkxGateway(cfg.venue("okx"), ins, om, ["BTC-USDT"])
+    """A manager with a ready OKX gateway whose socket writes are captured."""
+    om, gw = _manager(Exchange.OKX, tick=0.1, ready=True)
     gw.codes["BTC-USDT"] = 7
-    st = mgr._VenueState(gw, TokenBucket(1000, 1000), TokenBucket(1000, 1000))
-    st.ready = True
-    om._venues[Exchange.OKX] = st
-    frames: list[dict] = []
-
-    class Under:
-        def write(self, b):
-            buf = bytes(b)
-            while buf:
-                n, off = buf[1] & 0x7F, 2
-                if n == 126:
-                    n, off = int.from_bytes(buf[2:4], "big"), 4
-                frames.append(json.loads(buf[off + 4:off + 4 + n]))
-                buf = buf[off + 4 + n:]
-
-    class T:
-        underlying_transport = Under()
-
-        def send(self, mt, data):
-            frames.append(json.loads(data))
-
-    gw.transport = T()
-    return om, gw, frames
+    return om, gw, _capture(gw)
 
 
 def _okx_new(px=100.0):
@@ -670,47 +673,20 @@ def test_a_corked_burst_leaves_as_batch_requests_in_submission_order():
 def test_gate_cancels_of_a_corked_burst_leave_as_one_cancel_ids_request():
     from strategy.orders import OrderRequest, Symbol
 
-    cfg = load(text="")
-    ins = Instruments(["BTC-USDT"])
-    ins.add(Exchange.GATE, "BTC-USDT", tick_size=0.1, lot_size=0.00001)
-    om = mgr.OrderManager(cfg, ins)
-    gw = gate.GateGateway(cfg.venue("gate"), ins, om, ["BTC-USDT"])
-    st = mgr._VenueState(gw, TokenBucket(1000, 1000), TokenBucket(1000, 1000))
-    st.ready = True
-    om._venues[Exchange.GATE] = st
+    om, gw = _manager(Exchange.GATE, tick=0.1, ready=True)
     resolving = []
     om._spawn = lambda coro: (resolving.append(coro.__name__), coro.close())  # no loop here: note, don't run
-    out: list[bytes] = []
-
-    class T:
-        class underlying_transport:  # noqa: N801
-            @staticmethod
-            def write(b):
-                out.append(bytes(b))
-
-        @staticmethod
-        def send(mt, data):
-            out.append(b"\x81\x00\0\0\0\0" + data)  # as one frame: parsed back below like the batch write
-
-    gw.transport = T()
+    frames = _capture(gw)
     sym = Symbol("BTC", "USDT", Exchange.GATE)
     cls = om.submit_many([OrderRequest.new_limit(sym, OrderSide.BUY, 0.01, 100.0 + i, post_only=True)
                           for i in range(3)])
-    frames = []
-    for buf in out:
-        while buf:
-            n, off = buf[1] & 0x7F, 2
-            if n == 126:
-                n, off = int.from_bytes(buf[2:4], "big"), 4
-            frames.append(json.loads(buf[off + 4:off + 4 + n] if n else buf[off + 4:]))
-            buf = buf[off + 4 + n:] if n else b""
     assert [f["channel"] for f in frames] == ["spot.order_place"] * 3  # Gate has no batch place
     for i, c in enumerate(cls):
         om.on_update(gw, Update(U_ACK, cl_ord_id=c, venue_ord_id=str(900 + i), state=S.NEW))
-    out.clear()
+    frames.clear()
     om.submit_many([OrderRequest.cancel(sym, c) for c in cls])
-    assert len(out) == 1 and gw.batched_requests == 3
-    (f,) = [json.loads(out[0][6:])]
+    assert len(frames) == 1 and gw.batched_requests == 3
+    (f,) = frames
     assert f["channel"] == "spot.order_cancel_ids" and f["payload"]["req_param"] == [
         {"currency_pair": "BTC_USDT", "id": "t-" + c} for c in cls]
     rid = f["payload"]["req_id"]
@@ -731,9 +707,9 @@ def test_gate_cancels_of_a_corked_burst_leave_as_one_cancel_ids_request():
     o = om.submit_many([OrderRequest.new_limit(sym, OrderSide.BUY, 0.01, 90.0 + i, post_only=True) for i in range(2)])
     for i, c in enumerate(o):
         om.on_update(gw, Update(U_ACK, cl_ord_id=c, venue_ord_id=str(800 + i), state=S.NEW))
-    out.clear()
+    frames.clear()
     om.submit_many([OrderRequest.cancel(sym, c) for c in o])
-    rid = json.loads(out[0][6:])["payload"]["req_id"]
+    rid = frames[0]["payload"]["req_id"]
     gw.on_frame(json.dumps({"request_id": rid, "ack": False,
                             "header": {"status": "429", "channel": "spot.order_cancel_ids", "event": "api"},
                             "data": {"errs": {"label": "TOO_MANY_REQUESTS", "message": "Request Rate limit Exceeded"}}
