@@ -43,6 +43,7 @@ class Simulator:
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.venues = {"binance": BinanceApp(self), "okx": OkxApp(self), "gate": GateApp(self)}
         self.control = ControlApp(self)
+        self._venue_steps = [(v, self.venues[v], self.engines[v]) for v in VENUES]
         self.servers: dict[str, Server] = {}
         self.faults = FaultManager(self)
         self.urls: dict[str, Any] = {}
@@ -169,17 +170,21 @@ class Simulator:
             self._flush_venue_events()
 
     def _step_symbol(self, st: Any, jump_bps: float | None, probe_all: bool = False) -> int:
-        self.market.advance_fair(st, jump_bps)
+        market = self.market
+        market.advance_fair(st, jump_bps)
         frames = 0
-        for v, app in self.venues.items():
-            book = st.books[v]
+        noise = jump_bps is None
+        trade_rate = market.trade_rate if noise else 0.0
+        symbol = st.symbol
+        books = st.books
+        for v, app, engine in self._venue_steps:
+            book = books[v]
             book.begin_step()
-            book.step(self.market.venue_mid(st, v), self.market.trade_rate if jump_bps is None else 0.0,
-                      noise=jump_bps is None)
-            self.engines[v].on_book_step(st.symbol)
+            book.step(market.venue_mid(st, v), trade_rate, noise=noise)
+            if engine.orders:  # resting orders are open orders: none open, none to fill
+                engine.on_book_step(symbol)
             self._probe_counter += 1
-            probe = probe_all or self._probe_counter % PROBE_EVERY == 0
-            frames += app.publish(st.symbol, book, probe)
+            frames += app.publish(symbol, book, probe_all or self._probe_counter % PROBE_EVERY == 0)
         self.frames_generated += frames
         self.steps += 1
         return max(frames, 1)
