@@ -69,16 +69,48 @@ def keyed_hmac(secret: str, digest: str = "sha256") -> Any:
     return h
 
 
+_SHA256_PADS: dict[str, tuple[Any, Any]] = {}
+
+
+def _sha256_pads(secret: str) -> tuple[Any, Any]:
+    """HMAC-SHA256 (RFC 2104) inner and outer hash states with the padded key absorbed."""
+    pads = _SHA256_PADS.get(secret)
+    if pads is None:
+        key = secret.encode()
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        if len(_SHA256_PADS) > 1024:
+            _SHA256_PADS.clear()
+        pads = _SHA256_PADS[secret] = (hashlib.sha256(bytes(b ^ 0x36 for b in key)),
+                                       hashlib.sha256(bytes(b ^ 0x5C for b in key)))
+    return pads
+
+
 def binance_hmac_hex(secret: str, payload: str) -> str:
-    h = keyed_hmac(secret).copy()
-    h.update(payload.encode())
-    return h.hexdigest()
+    """HMAC-SHA256 hex digest from prepared pad states: the hmac module's copy/update/hexdigest
+    wrappers cost a third more per request (every signed order is verified)."""
+    inner, outer = _sha256_pads(secret)
+    inner = inner.copy()
+    inner.update(payload.encode())
+    outer = outer.copy()
+    outer.update(inner.digest())
+    return outer.hexdigest()
+
+
+_WS_KEY_ORDER: dict[tuple, list[str]] = {}  # a request's keys as sent -> sorted, without `signature`
 
 
 def binance_ws_payload(params: dict) -> str:
-    """WS API: every param except `signature`, sorted by key, `k=v` joined with `&`, no encoding."""
-    return "&".join([k + "=" + (v if v.__class__ is str else _ws_value(v))
-                     for k in sorted(params) if k != "signature" for v in (params[k],)])
+    """WS API: every param except `signature`, sorted by key, `k=v` joined with `&`, no encoding.
+    A client sends the same keys in the same order on every order: their sorting is kept."""
+    sent = tuple(params)
+    keys = _WS_KEY_ORDER.get(sent)
+    if keys is None:
+        if len(_WS_KEY_ORDER) > 4096:
+            _WS_KEY_ORDER.clear()
+        keys = _WS_KEY_ORDER[sent] = [k for k in sorted(params) if k != "signature"]
+    return "&".join([k + "=" + (v if v.__class__ is str else _ws_value(v)) for k in keys for v in (params[k],)])
 
 
 def _ws_value(v: object) -> str:

@@ -509,3 +509,110 @@ def test_lean_order_entry_matches_full_checks():
     with pytest.raises(GateError) as ge:
         gt.place("sim-key", dict(r, text="nope"))
     assert ge.value.label == "INVALID_TEXT"
+
+
+def test_hmac_from_pad_states_equals_hmac_module():
+    import hashlib
+    import hmac
+
+    for secret in ("", "k", "sim-secret", "x" * 64, "y" * 65, "z" * 200, "clé"):
+        for payload in ("", "a=1", "apiKey=k&price=1.00&symbol=BTCUSDT&timestamp=1", "ü" * 100):
+            assert auth.binance_hmac_hex(secret, payload) == \
+                hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+
+
+def test_ws_payload_sorting_kept_per_key_set():
+    a = {"symbol": "BTCUSDT", "timestamp": 5, "apiKey": "k", "signature": "s", "flag": True}
+    b = {"apiKey": "k", "flag": False, "timestamp": 6, "symbol": "ETHUSDT"}  # same keys, other order
+    for _ in range(2):
+        assert auth.binance_ws_payload(a) == "apiKey=k&flag=true&symbol=BTCUSDT&timestamp=5"
+        assert auth.binance_ws_payload(b) == "apiKey=k&flag=false&symbol=ETHUSDT&timestamp=6"
+        assert auth.binance_ws_payload(dict(a, recvWindow=100)) == \
+            "apiKey=k&flag=true&recvWindow=100&symbol=BTCUSDT&timestamp=5"
+
+
+def test_okx_order_reply_template_equals_dict_dumps(monkeypatch):
+    import orjson
+
+    import sim.venues.okx as okx_mod
+    from sim import SimConfig, Simulator
+
+    monkeypatch.setattr(okx_mod.time, "time_ns", lambda: 1_780_000_000_123_456_789)
+    ok = Simulator(SimConfig(symbols=["BTC-USDT"], seed=4, port_base=0)).venues["okx"]
+    sent: list = []
+
+    class _Sess:
+        class conn:  # noqa: N801
+            send_text = sent.append
+
+    good = {"ordId": "1", "clOrdId": "a", "tag": 'x"y', "ts": "1", "sCode": "0", "sMsg": "Order placed"}
+    bad = {"ordId": "", "clOrdId": "b", "tag": "", "ts": "1", "sCode": "51000", "sMsg": "Parameter px error"}
+    for rid in (None, "n1", "abc\u00e9"):
+        for data, code, msg in (([good], "0", ""), ([bad], "1", "All operations failed"),
+                                ([good, bad], "2", "Partial success"), ([], "0", "")):
+            sent.clear()
+            ok.op_reply(_Sess(), rid, "batch-orders", data, 1_780_000_000_000_000_000)  # type: ignore[arg-type]
+            ref = {"op": "batch-orders", "code": code, "msg": msg, "data": data, "inTime": "1780000000000000",
+                   "outTime": "1780000000123456"}
+            if rid is not None:
+                ref = {"id": rid, **ref}
+            got = sent[0] if isinstance(sent[0], bytes) else sent[0].encode()
+            assert got == orjson.dumps(ref)
+
+
+def test_okx_orders_pushes_follow_subscribe_login_and_close():
+    """Sessions with the orders channel are kept per api key: a push must still reach exactly the
+    sessions subscribed under the order's key after unsubscribes, re-logins and closes."""
+    import base64
+    import hashlib
+    import hmac
+    import time
+
+    from sim import SimConfig, Simulator
+    from sim.config import Account
+    from sim.venues.okx import OkxSession
+
+    sim = Simulator(SimConfig(symbols=["BTC-USDT"], seed=4, port_base=0,
+                              accounts=[Account("sim-key", "sim-secret", "sim-pass"), Account("k2", "s2", "p2")]))
+    ok = sim.venues["okx"]
+    inst = ok.instruments["BTC-USDT"]
+
+    class _Conn:
+        def __init__(self) -> None:
+            self.got: list = []
+
+        def send_text(self, body) -> None:
+            self.got.append(body)
+
+    def login(s: OkxSession, key: str, secret: str, pp: str) -> None:
+        ts = str(int(time.time()))
+        sign = base64.b64encode(hmac.new(secret.encode(), (ts + "GET/users/self/verify").encode(),
+                                         hashlib.sha256).digest()).decode()
+        ok.ws_login(s, None, [{"apiKey": key, "passphrase": pp, "timestamp": ts, "sign": sign}])
+        assert s.api_key == key
+
+    sessions = []
+    for _ in range(2):
+        s = OkxSession(ok, True)
+        s.conn = _Conn()  # type: ignore[assignment]
+        login(s, "sim-key", "sim-secret", "sim-pass")
+        ok.ws_subscribe(s, "subscribe", None, [{"channel": "orders", "instType": "SPOT"}])
+        sessions.append(s)
+    s1, s2 = sessions
+
+    def push() -> tuple[int, int]:
+        n1, n2 = len(s1.conn.got), len(s2.conn.got)  # type: ignore[attr-defined]
+        o = ok.engine.new_order("sim-key", inst, BUY, 1, inst.min_lots, "GTC", False, "")
+        ok.engine.events = [("new", o, None)]
+        ok.dispatch_events()
+        return len(s1.conn.got) - n1, len(s2.conn.got) - n2  # type: ignore[attr-defined]
+
+    assert push() == (1, 1)
+    ok.ws_subscribe(s2, "unsubscribe", None, [{"channel": "orders", "instType": "SPOT"}])
+    assert push() == (1, 0)
+    ok.ws_subscribe(s2, "subscribe", None, [{"channel": "orders", "instType": "SPOT"}])
+    assert push() == (1, 1)
+    login(s1, "k2", "s2", "p2")  # the same connection now acts for another key
+    assert push() == (0, 1)
+    s2.on_close()
+    assert push() == (0, 0)
