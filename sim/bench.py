@@ -398,7 +398,7 @@ async def bench_orders(v: OrderVenue, seconds: float, window: int, batch: int, s
     us1, ccpu1 = _proc_user_sys_s(sim_pid), time.process_time()
     cpu0, cpu1 = sum(us0), sum(us1)
     s1 = (await asyncio.to_thread(control.stats))["venues"][v.venue]
-    reads = s1["reads"] - s0["reads"]
+    reads = s1.get("reads", 0) - s0.get("reads", 0)  # absent from an older sim (--sim-root)
     c.transport.close()
     dt = t1 - t0
     total = counts[0] + counts[1]
