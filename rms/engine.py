@@ -320,8 +320,8 @@ class RiskEngine:
             return self._denied(R_MAX_NOTIONAL, req)
         if 1e-6 < qty * self.inv_lot[k] % 1.0 < _ONE_LESS_EPS6:
             return self._denied(R_BAD_LOT, req)
-        pos = self.position[k]
         if new:
+            pos = self.position[k]
             if qty < self.min_qty[k] - _EPS:
                 return self._denied(R_MIN_QTY, req)
             if notional < self.min_notional[k] - _EPS:
@@ -363,6 +363,7 @@ class RiskEngine:
             # order live until the replace lands: the replacement's whole quantity is extra.
             extra = qty if self.replace_venue[v] else qty - rem
             if extra > 0.0:
+                pos = self.position[k]
                 if buy:
                     worst = pos + self.open_buy[k] + extra
                 else:

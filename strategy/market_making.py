@@ -240,17 +240,20 @@ class MarketMaker(Strategy):
             return None
         if p < 0 or md._t[0] == 2:  # not ours, or a trade: nothing to requote
             return None
-        st = md.state
-        b = st.bid_px_f[k]
-        a = st.ask_px_f[k]
-        mid = (a + b) * 0.5 if a > 0.0 and b > 0.0 else 0.0
-        if self.as_mode and mid > 0.0:
-            self.vol[p].update(mid, md.now_ns)
-        if not self.dirty[p] and st.valid_f[k] == 1:
-            # skip the full requote while nothing can have changed enough
-            last = self.last_mid[p]
-            if abs(mid - last) < self.skip_thr * last:
-                return None
+        as_mode = self.as_mode
+        dirty = self.dirty[p]
+        if as_mode or not dirty:  # (a dirty pair in fixed mode requotes without the mid)
+            st = md.state
+            b = st.bid_px_f[k]
+            a = st.ask_px_f[k]
+            mid = (a + b) * 0.5 if a > 0.0 and b > 0.0 else 0.0
+            if as_mode and mid > 0.0:
+                self.vol[p].update(mid, md.now_ns)
+            if not dirty and st.valid_f[k] == 1:
+                # skip the full requote while nothing can have changed enough
+                last = self.last_mid[p]
+                if abs(mid - last) < self.skip_thr * last:
+                    return None
         return self.requote(p, md.now_ns)
 
     def on_timer(self, now_ns: int) -> list[OrderRequest] | None:
@@ -464,6 +467,7 @@ class MarketMaker(Strategy):
             self.dirty[p] = False
             self.pulled[p] = False
             thr = self.thr * mid
+            nthr = -thr
             amends = v in self.amend_venues
             replaces = v in self.replace_venues
             s_qty = self.s_qty
@@ -473,9 +477,9 @@ class MarketMaker(Strategy):
                 cur_qty = s_qty[base]
                 if bqty <= 0.0 or cur_qty > bqty * (1.0 + 1e-9) + _EPS:
                     rb = self._cancel_slot(base, p)  # less room than the order holds: shrink now
-                elif -thr <= s_px[base] - bpx <= thr or now_ns - self.s_ns[base] < self.min_life_ns:
+                elif nthr <= s_px[base] - bpx <= thr or now_ns - self.s_ns[base] < self.min_life_ns:
                     pass  # close enough, or too young to move
-                elif amends and -(tol := 1e-9 + 1e-9 * bqty) <= cur_qty - bqty <= tol and (
+                elif amends and (cur_qty == bqty or -(tol := 1e-9 + 1e-9 * bqty) <= cur_qty - bqty <= tol) and (
                         not replaces or cur_qty <= room_buy - bqty + _EPS):
                     rb = self.r_amend[base]
                     rb.qty = bqty
@@ -496,9 +500,9 @@ class MarketMaker(Strategy):
                 cur_qty = s_qty[mid_s]
                 if aqty <= 0.0 or cur_qty > aqty * (1.0 + 1e-9) + _EPS:
                     ra = self._cancel_slot(mid_s, p)
-                elif -thr <= s_px[mid_s] - apx <= thr or now_ns - self.s_ns[mid_s] < self.min_life_ns:
+                elif nthr <= s_px[mid_s] - apx <= thr or now_ns - self.s_ns[mid_s] < self.min_life_ns:
                     pass
-                elif amends and -(tol := 1e-9 + 1e-9 * aqty) <= cur_qty - aqty <= tol and (
+                elif amends and (cur_qty == aqty or -(tol := 1e-9 + 1e-9 * aqty) <= cur_qty - aqty <= tol) and (
                         not replaces or cur_qty <= room_sell - aqty + _EPS):
                     ra = self.r_amend[mid_s]
                     ra.qty = aqty
