@@ -17,7 +17,7 @@ from typing import Any
 from sim.config import VENUES, Account, SimConfig
 from sim.engine import Engine
 from sim.faults import FaultManager
-from sim.market import Market
+from sim.market import VENUE_OFFSET_BPS, Market
 from sim.server import Server
 
 log = logging.getLogger("sim")
@@ -43,7 +43,7 @@ class Simulator:
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.venues = {"binance": BinanceApp(self), "okx": OkxApp(self), "gate": GateApp(self)}
         self.control = ControlApp(self)
-        self._venue_steps = [(v, self.venues[v], self.engines[v]) for v in VENUES]
+        self._venue_steps = [(v, self.venues[v], self.engines[v], 1 + VENUE_OFFSET_BPS[v] * 1e-4) for v in VENUES]
         self.servers: dict[str, Server] = {}
         self.faults = FaultManager(self)
         self.urls: dict[str, Any] = {}
@@ -177,10 +177,11 @@ class Simulator:
         trade_rate = market.trade_rate if noise else 0.0
         symbol = st.symbol
         books = st.books
-        for v, app, engine in self._venue_steps:
+        fair_px = st.fair_px
+        for v, app, engine, mid_factor in self._venue_steps:
             book = books[v]
             book.begin_step()
-            book.step(market.venue_mid(st, v), trade_rate, noise=noise)
+            book.step(fair_px * mid_factor, trade_rate, noise=noise)  # market.venue_mid(st, v)
             if engine.orders:  # resting orders are open orders: none open, none to fill
                 engine.on_book_step(symbol)
             self._probe_counter += 1
