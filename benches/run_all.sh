@@ -12,6 +12,7 @@ $PY -m pytest benches/bench_feeds.py --benchmark-only -q --benchmark-group-by=gr
 $PY -m benches.feed_throughput --frames 200000 --repeat 2 > bench-results/feed_tp.txt 2>&1
 $PY -m sim.bench --seconds 4 > bench-results/sim.txt 2>&1
 $PY -m pytest benches/bench_oms.py --benchmark-only -q --benchmark-columns=min,median > bench-results/oms.txt 2>&1
+$PY -m benches.bench_oms --cycles 5000 --repeat 5 > bench-results/oms_cycle.txt 2>&1
 $PY -m benches.order_latency --n 3000 --burst 20000 --window 512 --echo > bench-results/order_latency.txt 2>&1
 $PY -m pytest benches/bench_rms.py benches/bench_strategy.py --benchmark-only -q --benchmark-columns=min,median > bench-results/rms_strategy.txt 2>&1
 $PY -m benches.bench_strategy --records 20000 --repeat 2 > bench-results/decision.txt 2>&1
