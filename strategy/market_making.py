@@ -112,7 +112,7 @@ class MarketMaker(Strategy):
                  "amend_venues", "replace_venues", "as_mode", "skew_per_pos", "half_spread", "spacing",
                  "max_position", "skip_thr", "pairs", "pair_of", "pair_at", "pconst", "ctx", "n_instr",
                  "quotes_sent", "amends_sent", "cancels_sent", "pulls", "stuck_nudges", "positions", "ready_flags",
-                 "risk", "q", "state", "s_status", "s_cid", "s_px", "s_qty", "s_ns", "s_pend_ns", "s_req",
+                 "risk", "q", "state", "s_status", "s_cid", "s_px", "s_qty", "s_ns", "s_young", "s_pend_ns", "s_req",
                  "s_want_px", "s_want_qty", "cid_slot", "symbols", "r_new", "r_amend", "r_cancel", "specs",
                  "inv_tick", "inv_lot", "size", "vol", "last_mid", "last_pos", "dirty", "pulled", "hold_until")
 
@@ -182,6 +182,7 @@ class MarketMaker(Strategy):
         self.s_px = [0.0] * n
         self.s_qty = [0.0] * n
         self.s_ns = [0] * n
+        self.s_young = [0] * n  # s_ns + min_order_lifetime: the order may move from then on
         self.s_pend_ns = [0] * n  # when the slot's request in flight was sent
         self.s_req: list[OrderRequest | None] = [None] * n
         self.s_want_px = [0.0] * n
@@ -477,7 +478,7 @@ class MarketMaker(Strategy):
                 cur_qty = s_qty[base]
                 if bqty <= 0.0 or cur_qty > bqty * (1.0 + 1e-9) + _EPS:
                     rb = self._cancel_slot(base, p)  # less room than the order holds: shrink now
-                elif nthr <= s_px[base] - bpx <= thr or now_ns - self.s_ns[base] < self.min_life_ns:
+                elif nthr <= s_px[base] - bpx <= thr or now_ns < self.s_young[base]:
                     pass  # close enough, or too young to move
                 elif amends and (cur_qty == bqty or -(tol := 1e-9 + 1e-9 * bqty) <= cur_qty - bqty <= tol) and (
                         not replaces or cur_qty <= room_buy - bqty + _EPS):
@@ -500,7 +501,7 @@ class MarketMaker(Strategy):
                 cur_qty = s_qty[mid_s]
                 if aqty <= 0.0 or cur_qty > aqty * (1.0 + 1e-9) + _EPS:
                     ra = self._cancel_slot(mid_s, p)
-                elif nthr <= s_px[mid_s] - apx <= thr or now_ns - self.s_ns[mid_s] < self.min_life_ns:
+                elif nthr <= s_px[mid_s] - apx <= thr or now_ns < self.s_young[mid_s]:
                     pass
                 elif amends and (cur_qty == aqty or -(tol := 1e-9 + 1e-9 * aqty) <= cur_qty - aqty <= tol) and (
                         not replaces or cur_qty <= room_sell - aqty + _EPS):
@@ -547,7 +548,7 @@ class MarketMaker(Strategy):
                     req = self._cancel_slot(s, p)  # less room than the order holds: shrink now
                 elif -thr <= self.s_px[s] - wpx <= thr:
                     continue  # close enough (a partly filled order keeps its smaller size)
-                elif now_ns - self.s_ns[s] < self.min_life_ns:
+                elif now_ns < self.s_young[s]:
                     continue
                 elif amends and -(tol := 1e-9 + 1e-9 * wqty) <= cur_qty - wqty <= tol and (
                         not replaces or cur_qty <= (left_buy if s < mid_s else left_sell) + _EPS):
@@ -591,6 +592,7 @@ class MarketMaker(Strategy):
         self.s_px[s] = px
         self.s_qty[s] = qty
         self.s_ns[s] = now_ns
+        self.s_young[s] = now_ns + self.min_life_ns
         self.quotes_sent += 1
         return req
 
@@ -729,7 +731,8 @@ class MarketMaker(Strategy):
                 self.s_qty[s] = rem  # a fill while the amend is in flight
                 return None
             if self.s_status[s] != LIVE:
-                self.s_ns[s] = self.ctx.now_ns()
+                self.s_ns[s] = t = self.ctx.now_ns()
+                self.s_young[s] = t + self.min_life_ns
             self.s_status[s] = LIVE
             self.s_px[s] = order.px
             self.s_qty[s] = rem
