@@ -334,7 +334,7 @@ class GateApp(VenueApp):
         filled_lots = o.filled_lots
         filled = inst.qty_float(filled_lots)
         cq = o.cum_quote
-        cum = dec(cq)
+        cum = dec(cq) if cq else "0"  # dec() of 0.0 without the call (an order that took nothing)
         amount = ex.get("amount_str")
         amount = json_str(amount) if amount else f'"{qc.get(o.lots) or inst.qty(o.lots)}"'
         market = o.order_type == "MARKET"
@@ -350,8 +350,8 @@ class GateApp(VenueApp):
                 f'"side":"{"buy" if o.side == BUY else "sell"}","amount":{amount},"price":"{price}",'
                 f'"time_in_force":"{ex.get("tif", "gtc")}","iceberg":"0","left":"{left}",'
                 f'"filled_amount":"{qc.get(filled_lots) or inst.qty(filled_lots)}","fill_price":"{cum}",'
-                f'"filled_total":"{cum}","avg_deal_price":"{dec(cq / filled if filled else 0.0, inst.px_dec + 4)}",'
-                f'"fee":"{dec(o.fee, 12)}","fee_currency":"{o.fee_asset}","point_fee":"0","gt_fee":"0",'
+                f'"filled_total":"{cum}","avg_deal_price":"{dec(cq / filled, inst.px_dec + 4) if filled else "0"}",'
+                f'"fee":"{dec(o.fee, 12) if o.fee else "0"}","fee_currency":"{o.fee_asset}","point_fee":"0","gt_fee":"0",'
                 f'"gt_maker_fee":"0","gt_taker_fee":"0","gt_discount":false,"rebated_fee":"0",'
                 f'"rebated_fee_currency":"{inst.quote if o.side == BUY else inst.base}",'
                 f'"finish_as":"{finish}","stp_id":0,"stp_act":"-"')
