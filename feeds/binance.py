@@ -65,7 +65,7 @@ class BinanceFeed(VenueFeed):
             if frame.__class__ is not bytes:
                 frame = bytes(frame)
             e = self._quote_layouts.get(frame.translate(None, DIGITS))
-            if e is not None and EMPTY_STR not in frame:
+            if e is not None and frame.find(EMPTY_STR) < 0:
                 iid, check, h = e
                 try:
                     ku, u, ks, s, kb, b, kB, B, ka, a, kA, A = loads(frame.translate(TO_ARRAY))

@@ -110,7 +110,7 @@ class GateFeed(VenueFeed):
             if frame.__class__ is not bytes:
                 frame = bytes(frame)
             e = self._quote_layouts.get(frame.translate(None, DIGITS))
-            if e is not None and BOOK_TICKER_CHANNEL in frame and EMPTY_STR not in frame:
+            if e is not None and frame.find(BOOK_TICKER_CHANNEL) >= 0 and frame.find(EMPTY_STR) < 0:
                 try:
                     (k0, _, k1, _, k2, _, k3, ev, k4, (k5, t, k6, u, k7, s, k8, b, k9, B, k10, a, k11, A)
                      ) = loads(frame.translate(TO_ARRAY))

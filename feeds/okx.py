@@ -137,7 +137,7 @@ class OkxFeed(VenueFeed):
             if frame.__class__ is not bytes:
                 frame = bytes(frame)
             e = self._quote_layouts.get(frame.translate(None, DIGITS))
-            if e is not None and EMPTY_STR not in frame:
+            if e is not None and frame.find(EMPTY_STR) < 0:
                 try:
                     (k0, (k1, ch, k2, s), k3, ((k4, ((ap, aq, _, _),), k5, ((bp, bq, _, _),), k6, ts, k7, seq),)
                      ) = loads(frame.translate(TO_ARRAY))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import struct
 import time
 
 import numpy as np
@@ -471,5 +472,53 @@ def test_sleeping_consumer_is_woken_by_one_datagram(shm_prefix):
     w(*ringprocs.quote_values(3))
     assert not select.select([sock], [], [], 0.05)[0], "an awake consumer gets no datagrams"
     sock.close()
+    p.close()
+    c.close()
+
+
+def test_batch_writer_many_packs_runs_of_records_across_the_wrap(shm_prefix):
+    from ringbuf.ring import MANY_RECORDS
+
+    p = Ring.create(f"{shm_prefix}-r", 64, 64)
+    c = Ring.attach(f"{shm_prefix}-r", 64)
+    p.claim_producer()
+    put, publish = p.batch_writer(QUOTE_STRUCT)
+    seq = 0
+
+    def run(n):
+        nonlocal seq
+        vals = []
+        for i in range(seq, seq + n):
+            vals.extend(ringprocs.quote_values(i))
+        seq += n
+        return vals
+
+    put(*run(1)[:13])  # one single put, then runs that must follow it
+    put.many(3, run(3))
+    assert c.poll() == -1, "nothing is visible before publish"
+    assert publish() == 4
+    put.many(60, run(60))  # 4 + 60 = 64: ends exactly at the end of the ring
+    put.many(5, run(5))  # starts at slot 0
+    put.many(0, [])
+    publish()
+    got = []
+    while (off := c.poll()) >= 0:
+        v = QUOTE_STRUCT.unpack_from(c.copy_buffer, off)
+        assert ringprocs.check_quote(v)
+        got.append(v[6])
+    assert got == list(range(6, 69)) and c.lost == 6  # a lapped reader keeps capacity - 1
+    put.many(10, run(10))  # wraps: 69 % 64 = 5 -> slots 5..14, then one longer than a single pack
+    put.many(MANY_RECORDS + 7, run(MANY_RECORDS + 7))
+    publish()
+    got = []
+    while (off := c.poll()) >= 0:
+        v = QUOTE_STRUCT.unpack_from(c.copy_buffer, off)
+        assert ringprocs.check_quote(v)
+        got.append(v[6])
+    assert got == list(range(seq - 63, seq))
+    with pytest.raises(struct.error):
+        put.many(2, run(1))  # too few values: refused, nothing staged
+    with pytest.raises(struct.error):
+        put.many(MANY_RECORDS + 1, run(MANY_RECORDS))
     p.close()
     c.close()
