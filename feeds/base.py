@@ -85,6 +85,19 @@ assert LEVEL_H_STRUCT.pack(header(3, 255, 2, -1, 65535, 0xFFFF), 5, 6, 7, 1.5, 2
 
 F_UPDATE_END_H = F_UPDATE_END << 8  # the flag inside a packed header
 
+# A run of book-level records as the ring's batch writer packs it (`Sink.level_run`): per record
+# its first 32 bytes (header, exch_ts_ns, recv_ts_ns, venue_seq) and last 16 (prev, 0) as bytes
+# packed once per frame and side, then px and qty: `struct` copies an `s` field and converts only
+# the two floats, a third of the work of converting 8 fields per record.
+LEVEL_RUN_STRUCT = struct.Struct("<32sdd16s")
+RUN_HEAD_STRUCT = struct.Struct("<qqqq")  # header, exch_ts_ns, recv_ts_ns, venue_seq
+RUN_MID_STRUCT = struct.Struct("<qqq")  # exch_ts_ns, recv_ts_ns, venue_seq
+RUN_TAIL_STRUCT = struct.Struct("<qq")  # prev, 0
+assert LEVEL_RUN_STRUCT.size == LEVEL_H_STRUCT.size
+assert LEVEL_RUN_STRUCT.pack(RUN_HEAD_STRUCT.pack(header(3, 4, 2, -1, 300), 5, 6, 7), 1.5, 2.5,
+                             RUN_TAIL_STRUCT.pack(8, 0)) == LEVEL_H_STRUCT.pack(header(3, 4, 2, -1, 300), 5, 6, 7,
+                                                                                1.5, 2.5, 8, 0)
+
 
 def _noop() -> int:
     return 0
@@ -102,15 +115,17 @@ def _unpacked(write13):
 
 
 def _one_by_one(level_h):
-    """A `levels_h(n, values)` over a one-record packed-header writer."""
+    """A `level_run(n, values)` (LEVEL_RUN_STRUCT values) over a one-record packed-header writer."""
+    head = RUN_HEAD_STRUCT.unpack
+    tail = RUN_TAIL_STRUCT.unpack
 
-    def levels_h(n, values):
-        if len(values) != 8 * n:
+    def level_run(n, values):
+        if len(values) != 4 * n:
             raise struct.error(f"{len(values)} values for {n} level records")
-        for i in range(0, 8 * n, 8):
-            level_h(*values[i : i + 8])
+        for i in range(0, 4 * n, 4):
+            level_h(*head(values[i]), values[i + 1], values[i + 2], *tail(values[i + 3]))
 
-    return levels_h
+    return level_run
 
 
 def _packed(write_h):
@@ -175,13 +190,14 @@ class Sink:
     the trades of a multi-trade frame); `begin()` comes before a frame's first `level` and
     `publish()` after its last one, so a consumer sees a frame's records together.
     `quote_h` / `level_h` are the same writes with the header packed (`header`, QUOTE_H_STRUCT,
-    LEVEL_H_STRUCT); `levels_h(n, values)` stages `n` such level records from one flat list of
-    their values (8 per record). A sink built from the 13-value writers alone derives them."""
+    LEVEL_H_STRUCT); `level_run(n, values)` stages `n` level records from one flat list of their
+    LEVEL_RUN_STRUCT values (4 per record). A sink built from the 13-value writers alone derives
+    them."""
 
-    __slots__ = ("quote", "trade", "level", "begin", "publish", "quote_h", "level_h", "levels_h")
+    __slots__ = ("quote", "trade", "level", "begin", "publish", "quote_h", "level_h", "level_run")
 
     def __init__(self, quote, trade, level, begin=_noop, publish=_noop, quote_h=None, level_h=None,
-                 levels_h=None) -> None:
+                 level_run=None) -> None:
         self.quote = quote
         self.trade = trade
         self.level = level
@@ -189,13 +205,13 @@ class Sink:
         self.publish = publish
         self.quote_h = quote_h if quote_h is not None else _unpacked(quote)
         self.level_h = level_h if level_h is not None else _unpacked(level)
-        self.levels_h = levels_h if levels_h is not None else _one_by_one(self.level_h)
+        self.level_run = level_run if level_run is not None else _one_by_one(self.level_h)
 
 
 def ring_sink(ring) -> Sink:
     """The feed process's sink: `Ring.writer` for single-record frames (about 2x cheaper than
     `Ring.write`), one `Ring.batch_writer` for the rest (one tail store per frame)."""
-    put, publish = ring.batch_writer(LEVEL_H_STRUCT)
+    put, publish = ring.batch_writer(LEVEL_H_STRUCT, LEVEL_RUN_STRUCT)
     # `begin` re-reads the tail: the single-record writers move it behind the batch writer's back
     return Sink(ring.writer(QUOTE_STRUCT), ring.writer(TRADE_STRUCT), _packed(put), put.sync, publish,
                 ring.writer(QUOTE_H_STRUCT), put, put.many)
@@ -493,16 +509,20 @@ class VenueFeed:
         kept in the book. A bad level resyncs the book (a reset record instead of the frame's
         records), whichever form the levels came in. The frame's records are filled into one
         flat list (a template per side, prices and sizes stored in place) and staged with one
-        `levels_h` call: one C call packs them all into the ring."""
+        `level_run` call: one C call packs them all into the ring."""
         st.last = u
         nb = len(bids)
         n = nb + len(asks)
         if n == 0:
             return 0
         book = st.book
-        vals = [book.hdr_bid, exch_ns, recv_ns, u, 0.0, 0.0, U, 0] * nb
-        vals += [book.hdr_ask, exch_ns, recv_ns, u, 0.0, 0.0, U, 0] * (n - nb)
-        j = 4  # index of the next record's px in `vals`
+        hb, ha, hbe, hae = book.hdr_bytes
+        mid = RUN_MID_STRUCT.pack(exch_ns, recv_ns, u)
+        tail = RUN_TAIL_STRUCT.pack(U, 0)
+        vals = [hb + mid, 0.0, 0.0, tail] * nb
+        vals += [ha + mid, 0.0, 0.0, tail] * (n - nb)
+        vals[-4] = (hae if n != nb else hbe) + mid  # the frame's last record: UPDATE_END
+        j = 1  # index of the next record's px in `vals`
         try:
             if bids.__class__ is not list or asks.__class__ is not list:
                 raise FrameError("book levels are not lists")
@@ -519,7 +539,7 @@ class VenueFeed:
                         set_str(px, qty, ps, qs)
                         vals[j] = px
                         vals[j + 1] = qty
-                        j += 8
+                        j += 4
             else:
                 # the hot loop: a size change is a dict lookup and one store; an insert or a delete
                 # also updates the sorted keys (bisect, best level last)
@@ -543,7 +563,7 @@ class VenueFeed:
                             raise FrameError(f"bad level {lv!r}"[:200])
                         vals[j] = px
                         vals[j + 1] = qty
-                        j += 8
+                        j += 4
                         i = get(px)
                         if i is not None:
                             if qty > 0.0:
@@ -574,8 +594,7 @@ class VenueFeed:
             if isinstance(e, FrameError):
                 raise
             raise FrameError(f"bad book level: {type(e).__name__}: {e}"[:300]) from None
-        vals[-8] |= F_UPDATE_END_H
-        sink.levels_h(n, vals)
+        sink.level_run(n, vals)
         k = n
         bk = book.bids.keys
         ak = book.asks.keys

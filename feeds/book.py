@@ -16,6 +16,7 @@ import numpy as np
 from ringbuf.records import (
     F_SNAPSHOT_END,
     F_SNAPSHOT_START,
+    F_UPDATE_END,
     KIND_BOOK_LEVEL,
     KIND_BOOK_RESET,
     MD_DTYPE,
@@ -160,7 +161,7 @@ class BookSide:
 class Book:
     """An L2 book. `valid` is False after a reset until a whole snapshot has been applied."""
 
-    __slots__ = ("bids", "asks", "valid", "seq", "instr_id", "venue_id", "hdr_bid", "hdr_ask")
+    __slots__ = ("bids", "asks", "valid", "seq", "instr_id", "venue_id", "hdr_bid", "hdr_ask", "hdr_bytes")
 
     def __init__(self, capacity: int = 1024, keep_strings: bool = False, instr_id: int = 0,
                  venue_id: int = 0) -> None:
@@ -174,6 +175,10 @@ class Book:
         # venue, side, instrument, aux 0): what the feed's packed-header writer takes
         self.hdr_bid = KIND_BOOK_LEVEL | venue_id << 16 | (SIDE_BID & 0xFF) << 24 | instr_id << 32
         self.hdr_ask = KIND_BOOK_LEVEL | venue_id << 16 | (SIDE_ASK & 0xFF) << 24 | instr_id << 32
+        # the same as 8 little-endian bytes: bid, ask, then both with F_UPDATE_END (a frame's last record)
+        end = F_UPDATE_END << 8
+        self.hdr_bytes = tuple(h.to_bytes(8, "little") for h in (self.hdr_bid, self.hdr_ask, self.hdr_bid | end,
+                                                                   self.hdr_ask | end))
 
     def clear(self) -> None:
         self.bids.clear()

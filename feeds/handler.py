@@ -173,7 +173,8 @@ def dedup_sink(base: Sink, last: dict, seen: dict) -> Sink:
             return False
         return bl(*v)
 
-    return Sink(quote, trade, level, base.begin, base.publish)
+    # book levels are not deduplicated here (their sequence check does it): the run goes straight through
+    return Sink(quote, trade, level, base.begin, base.publish, level_run=base.level_run)
 
 
 # ---- one WebSocket connection -----------------------------------------------------------

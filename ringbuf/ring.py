@@ -306,7 +306,8 @@ def write_lossy({args}):
         exec(src, ns)  # noqa: S102 - generated from the struct's field count only
         return ns["write_lossless" if self._lossless else "write_lossy"]
 
-    def batch_writer(self, packer: struct.Struct) -> tuple[Callable[..., None], Callable[[], int]]:
+    def batch_writer(self, packer: struct.Struct, run_packer: struct.Struct | None = None
+                     ) -> tuple[Callable[..., None], Callable[[], int]]:
         """Lossy rings: `put, publish = ring.batch_writer(STRUCT)`; `put(*values)` packs a record
         into the next slot without publishing it; `publish()` makes every put record visible
         with one tail store (so a reader sees a frame's records together) and returns how many.
@@ -314,13 +315,19 @@ def write_lossy({args}):
 
         `put.many(n, values)` puts `n` records at once from one flat list of their field values
         (record after record): one `Struct` call packs a run of up to MANY_RECORDS slots, so a
-        frame of 20 book levels costs one C call instead of 20 Python calls."""
+        frame of 20 book levels costs one C call instead of 20 Python calls. `run_packer` (same
+        record size) is the layout `many` takes, when it is not `packer`'s: e.g. one whose
+        constant fields are `s` strings packed once per frame, which `struct` copies instead of
+        converting field by field."""
         if self._lossless:
             raise RingError("batch_writer is for lossy (market-data) rings; use writer() on lossless rings")
         args = _arg_list(packer)
         pending = [self._tail]
-        body = packer.format.lstrip("<>=!@")
-        nf = len(packer.unpack(bytes(packer.size)))
+        run = packer if run_packer is None else run_packer
+        if run.size != packer.size:
+            raise RingError(f"run_packer packs {run.size} bytes, the records are {packer.size}")
+        body = run.format.lstrip("<>=!@")
+        nf = len(run.unpack(bytes(run.size)))
         packs = _run_packers(body)
         ns = dict(ring=self, pack_into=packer.pack_into, buf=self.buffer, doff=self.data_offset,
                   mask=self.mask, rs=self.record_size, pos=self._pos, T=_TAIL, S=_SLEEPING, pending=pending,
