@@ -40,6 +40,12 @@ HEADER_BYTES = 512
 # indices into the positions view ('q' over the first HEADER_BYTES)
 _TAIL = 128 // 8  # producer cache line (128-byte spaced against adjacent-line prefetch)
 _SPILLED = _TAIL + 1  # records written to the journal by the producer
+# Lossy rings: the highest sequence the producer may be writing. A batch writes its records
+# before it publishes the tail, so a slot can be overwritten while the tail is up to a batch
+# behind: the producer stores the claim first, and a reader validates its copy against
+# max(tail, claim) as it would against the tail alone (a single write of sequence `tail` is in
+# progress at most). Zero (below the tail) for segments whose producer never batched.
+_CLAIM = _TAIL + 2
 _HEAD = 256 // 8  # consumer cache line
 _LOST = _HEAD + 1  # records a lossy consumer lost to overruns or torn copies
 _JOURNAL_READ = _HEAD + 2  # journal records the consumer has consumed
@@ -193,6 +199,7 @@ class Ring:
         pid = os.getpid() if pid is None else pid
         struct.pack_into("<q", self._shm.buf, 24, pid)
         self._tail = self._pos[_TAIL]
+        self._pos[_CLAIM] = self._tail  # a batch a dead producer left unpublished is void
         self._head_cache = self._pos[_HEAD]
         path = os.path.abspath(journal_path or default_journal_path(self.name))
         raw = path.encode()
@@ -331,16 +338,18 @@ def write_lossy({args}):
         packs = _run_packers(body)
         ns = dict(ring=self, pack_into=packer.pack_into, buf=self.buffer, doff=self.data_offset,
                   mask=self.mask, rs=self.record_size, pos=self._pos, T=_TAIL, S=_SLEEPING, pending=pending,
-                  packs=packs, cap=self.capacity, nf=nf, M=MANY_RECORDS)
+                  packs=packs, cap=self.capacity, nf=nf, M=MANY_RECORDS, C=_CLAIM)
         src = f"""
 def put({args}):
     t = pending[0]
+    pos[C] = t
     pack_into(buf, doff + (t & mask) * rs, {args})
     pending[0] = t + 1
 
 def many(n, values):
     t = pending[0]
     slot = t & mask
+    pos[C] = t + n - 1
     if slot + n <= cap and 0 < n <= M:
         packs[n](buf, doff + slot * rs, *values)
     elif n > 0:  # longer than one pack, or wraps around the end of the ring
@@ -467,6 +476,7 @@ def sync():  # another write path moved the tail: start from there
                 free = self.capacity
             slot = tail & self.mask
             k = min(n - done, free, self.capacity - slot)
+            self._pos[_CLAIM] = tail + k - 1
             dst = np.frombuffer(self._data, dtype=np.uint8).reshape(self.capacity, self.record_size)
             dst[slot : slot + k] = raw[done : done + k]
             tail += k
@@ -526,10 +536,13 @@ def sync():  # another write path moved the tail: start from there
             off = (h & self.mask) * rs
             self._copy[:] = self._data[off : off + rs]
             t = pos[_TAIL]
-            if t - h >= cap:
+            w = pos[_CLAIM]
+            if w < t:
+                w = t
+            if w - h >= cap:
                 # the producer reached sequence h + capacity (same slot) during or before the
                 # copy: it may be torn. Drop it and what else the producer has overtaken.
-                new_h = t - cap + 1
+                new_h = min(w - cap + 1, t)
                 self._skip(h, new_h)
                 h = new_h
                 if h >= t:
@@ -623,7 +636,7 @@ def sync():  # another write path moved the tail: start from there
             pos += k
         n_valid = n
         if self.mode == MODE_LOSSY:
-            t2 = self._pos[_TAIL]
+            t2 = max(self._pos[_TAIL], self._pos[_CLAIM])
             bad = min(n, t2 - cap + 1 - h)  # sequences the producer may have overwritten meanwhile
             if bad > 0:
                 self._cpos[_LOST] += bad

@@ -522,3 +522,37 @@ def test_batch_writer_many_packs_runs_of_records_across_the_wrap(shm_prefix):
         put.many(MANY_RECORDS + 1, run(MANY_RECORDS))
     p.close()
     c.close()
+
+
+def test_lossy_reader_refuses_slots_a_staged_batch_overwrote(shm_prefix):
+    """A batch writes its slots before it publishes the tail: a reader a lap behind must not take
+    a slot the unpublished batch already overwrote for a whole record of the old lap."""
+    p = Ring.create(f"{shm_prefix}-r", 8, 64)
+    c = Ring.attach(f"{shm_prefix}-r", 64)
+    p.claim_producer()
+    w = p.writer(QUOTE_STRUCT)
+    for i in range(8):
+        w(*ringprocs.quote_values(i))
+    put, publish = p.batch_writer(QUOTE_STRUCT)
+    put.sync()
+    for i in range(8, 10):  # staged into slots 0 and 1, tail still 8
+        put(*ringprocs.quote_values(i))
+    got = []
+    while (off := c.poll()) >= 0:
+        got.append(QUOTE_STRUCT.unpack_from(c.copy_buffer, off)[6])
+    assert got == [2, 3, 4, 5, 6, 7], "record 1 shared its slot with the staged 9: dropped"
+    put.many(3, [v for i in range(10, 13) for v in ringprocs.quote_values(i)])  # slots 2..4
+    publish()
+    got = []
+    while (off := c.poll()) >= 0:
+        got.append(QUOTE_STRUCT.unpack_from(c.copy_buffer, off)[6])
+    assert got == [8, 9, 10, 11, 12]
+    # read_batch applies the same check: stage 4 over the oldest unread slots
+    put.many(6, [v for i in range(13, 19) for v in ringprocs.quote_values(i)])
+    publish()
+    put.many(4, [v for i in range(19, 23) for v in ringprocs.quote_values(i)])  # slots of 11..14 (13, 14 unread)
+    out = np.zeros(8, dtype=MD_DTYPE)
+    n = c.read_batch(out)
+    assert out["venue_seq"][:n].tolist() == [15, 16, 17, 18]
+    p.close()
+    c.close()
