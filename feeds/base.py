@@ -262,11 +262,32 @@ def split_levels(frame: bytes, tail: int) -> tuple[bytes, list, list] | None:
     return head, sides[0], sides[1]
 
 
+_NUMBER_CHARS = b"0123456789."
+_SKELETONS: dict[tuple[int, int, int, bytes], bytes] = {}
+
+
+def _skeleton(n1: int, n2: int, k: int, key: bytes) -> bytes:
+    """`<levels>,"<key>":<levels>` with every entry an empty string: what a well-formed `raw` of
+    `numeric_sides` reads as once its digits and dots are deleted."""
+    sk = _SKELETONS.get((n1, n2, k, key))
+    if sk is None:
+        level = b"[" + b",".join([b'""'] * k) + b"]"
+        quoted = b',"' + key[1:-1] + b'":'
+        sk = b"[" + b",".join([level] * n1) + b"]" + quoted + b"[" + b",".join([level] * n2) + b"]"
+        if len(_SKELETONS) < 4096:
+            _SKELETONS[(n1, n2, k, key)] = sk
+    return sk
+
+
 def numeric_sides(raw: bytes, key: bytes, tail: int = 0) -> tuple[list, list] | None:
     """`raw` is `<levels>,"<key>":<levels>` plus `tail` bytes without quotes; `key` is given as
     it reads with the quotes deleted (b",a:"). Both level lists with every price and size a
     number (orjson converts them once the quotes are gone), or None when anything but string
-    entries was there: the quotes removed must be exactly two per entry plus the key's two."""
+    entries of digits and dots was there: with its digits and dots deleted, `raw` must read
+    exactly as the skeleton of the levels found (every quote, bracket and comma in its place)
+    and every entry's quotes must sit against its brackets and commas, so a quote moved across
+    a bracket or a comma, or a digit outside its string, is refused here as the ordinary decode
+    refuses it."""
     s = raw.translate(None, b'"')
     # bytes.find, not `in`: `in` first tries the needle as an int and raises (and
     # formats) a TypeError inside, which costs more than the search
@@ -280,7 +301,16 @@ def numeric_sides(raw: bytes, key: bytes, tail: int = 0) -> tuple[list, list] | 
         second = loads(y[:-tail] if tail else y)
         if first.__class__ is not list or second.__class__ is not list:
             return None
-        if (sum(map(len, first)) + sum(map(len, second))) * 2 + 2 != len(raw) - len(s):
+        k = len(first[0]) if first else (len(second[0]) if second else 2)
+        if sum(map(len, first)) + sum(map(len, second)) != (len(first) + len(second)) * k:
+            return None  # levels of different lengths: the ordinary decode says what is wrong
+        body = raw[:-tail] if tail else raw
+        if body.translate(None, _NUMBER_CHARS) != _skeleton(len(first), len(second), k, key):
+            return None
+        # and the digits inside their strings: every entry's quotes open after `[`/`,` and close
+        # before `,`/`]` (the key's opening quote follows a comma too)
+        n = (len(first) + len(second)) * k
+        if body.count(b'",') + body.count(b'"]') != n or body.count(b'["') + body.count(b',"') != n + 1:
             return None
     except DECODE_ERRORS:
         return None

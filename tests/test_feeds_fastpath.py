@@ -110,3 +110,46 @@ def test_book_sync_fast_path_equals_ordinary_decode(venue):
         assert feeds[0][1].array().tobytes() == feeds[1][1].array().tobytes(), raw
         b0, b1 = feeds[0][0].states[1].book, feeds[1][0].states[1].book
         assert [x.tolist() for x in b0.top(50)] == [x.tolist() for x in b1.top(50)], raw
+
+
+def byte_mutations(raw: bytes, rng: random.Random, count: int):
+    """Malformed copies of a well-formed frame, made at the byte level: a quote moved elsewhere,
+    a quote swapped with its neighbour, a digit moved across a quote, a quote doubled."""
+    quotes = [i for i, c in enumerate(raw) if c == 0x22]
+    digits = [i for i, c in enumerate(raw) if 0x30 <= c <= 0x39]
+    for _ in range(count):
+        b = bytearray(raw)
+        kind = rng.randrange(4)
+        q = rng.choice(quotes)
+        if kind == 0:  # a quote moved a few bytes away
+            del b[q]
+            b.insert(max(0, min(len(b), q + rng.choice([-3, -2, -1, 1, 2, 3]))), 0x22)
+        elif kind == 1 and 0 < q < len(b) - 1:  # swapped with a neighbour
+            j = q + rng.choice([-1, 1])
+            b[q], b[j] = b[j], b[q]
+        elif kind == 2 and digits:  # a digit moved next to the other side of a quote
+            d = rng.choice(digits)
+            c = b[d]
+            del b[d]
+            near = [i for i in quotes if abs(i - d) <= 6] or [q]
+            t = rng.choice(near)
+            b.insert(min(len(b), t + rng.choice([0, 1])), c)
+        else:  # a quote doubled
+            b.insert(q, 0x22)
+        yield bytes(b)
+
+
+@pytest.mark.parametrize("venue", list(FEEDS))
+def test_depth_fast_path_refuses_what_the_ordinary_decode_refuses_byte_mutations(venue):
+    """Quotes and digits moved at the byte level (not through a JSON encoder): the fast path gives
+    exactly what the ordinary decode gives, records or FrameError, frame by frame."""
+    f = FEEDS[venue](Instruments(["BTC-USDT"]))
+    rng = random.Random(7)
+    refused = 0
+    for raw in frames(venue, 3, 300, bad=0.0):
+        for bad in byte_mutations(raw, rng, 8):
+            fast = outcome(lambda bad=bad: f.parse(bad, 1))
+            slow = outcome(lambda bad=bad: f.parse(b" " + bad, 1))
+            assert fast == slow, bad
+            refused += slow == "FrameError"
+    assert refused > 500  # most mutations break the JSON: the test is about those
