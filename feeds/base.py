@@ -263,6 +263,7 @@ def split_levels(frame: bytes, tail: int) -> tuple[bytes, list, list] | None:
 
 
 _NUMBER_CHARS = b"0123456789."
+_NUMBERS_TO_0 = bytes(0x30 if c in _NUMBER_CHARS else c for c in range(256))
 _SKELETONS: dict[tuple[int, int, int, bytes], bytes] = {}
 
 
@@ -285,7 +286,7 @@ def numeric_sides(raw: bytes, key: bytes, tail: int = 0) -> tuple[list, list] | 
     number (orjson converts them once the quotes are gone), or None when anything but string
     entries of digits and dots was there: with its digits and dots deleted, `raw` must read
     exactly as the skeleton of the levels found (every quote, bracket and comma in its place)
-    and every entry's quotes must sit against its brackets and commas, so a quote moved across
+    and no quote may have a digit or dot on both sides, nor any string be empty, so a quote moved across
     a bracket or a comma, or a digit outside its string, is refused here as the ordinary decode
     refuses it."""
     s = raw.translate(None, b'"')
@@ -307,10 +308,10 @@ def numeric_sides(raw: bytes, key: bytes, tail: int = 0) -> tuple[list, list] | 
         body = raw[:-tail] if tail else raw
         if body.translate(None, _NUMBER_CHARS) != _skeleton(len(first), len(second), k, key):
             return None
-        # and the digits inside their strings: every entry's quotes open after `[`/`,` and close
-        # before `,`/`]` (the key's opening quote follows a comma too)
-        n = (len(first) + len(second)) * k
-        if body.count(b'",') + body.count(b'"]') != n or body.count(b'["') + body.count(b',"') != n + 1:
+        # and the digits inside their strings: with the skeleton in place, a digit or dot outside
+        # its string stands against a quote with a digit or dot on its other side, or against an
+        # empty string (never a price or size: the ordinary decode refuses it)
+        if body.translate(_NUMBERS_TO_0).find(b'0"0') >= 0 or body.find(b'""') >= 0:
             return None
     except DECODE_ERRORS:
         return None
